@@ -1,0 +1,67 @@
+# threetier: entry points. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/scripts/containers.conf
+export PYTHONDONTWRITEBYTECODE := 1
+
+ENV ?= local
+VERSION ?=
+SCENARIO ?=
+PYTEST_ARGS ?=
+ifdef TIMING
+export ANSIBLE_CALLBACKS_ENABLED := ansible.posix.profile_tasks,ansible.posix.timer
+endif
+
+.PHONY: help setup up down test lint test-app test-roles test-kit molecule wheel bench clean
+
+help: ## list the entry points
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install what is missing (Debian packages, .venv with requirements.txt)
+	@scripts/setup.sh
+
+up: setup ## bring up the local environment and print its URL
+	@scripts/up.sh
+
+down: ## remove the local environment
+	@scripts/down.sh
+
+test: setup ## every test, as CI runs it
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-app
+	@$(MAKE) --no-print-directory test-roles
+	@$(MAKE) --no-print-directory test-kit
+
+lint: setup ## ruff, yamllint, ansible-lint (production profile)
+	ruff check .
+	ruff format --check .
+	yamllint --strict .
+	ansible-lint
+
+test-app: setup ## taskboard's tests (real PostgreSQL, started by the tests)
+	cd app && pytest $(PYTEST_ARGS)
+
+test-roles: setup ## every Molecule scenario (podman, systemd containers)
+	scripts/molecule-all.sh
+
+molecule: setup ## one Molecule scenario: make molecule SCENARIO=nginx_web [CMD=test]
+	@test -n "$(SCENARIO)" || { echo "usage: make molecule SCENARIO=<name> [CMD=test|converge|verify|destroy]" >&2; exit 2; }
+	scripts/build-base-image.sh
+	molecule $(or $(CMD),test) -s $(SCENARIO)
+
+test-kit: setup ## tests of the kit as a whole (tests/)
+	pytest tests $(PYTEST_ARGS)
+
+wheel: setup ## build taskboard's release artifact into dist/
+	scripts/build-wheel.sh
+
+bench: setup ## the benchmarks (they print figures)
+	@for b in bench/*.py; do echo "== $$b"; python "$$b"; done
+
+clean: ## remove build products (not the environment)
+	rm -rf dist app/build app/*.egg-info .cache .pytest_cache .ruff_cache
