@@ -1,0 +1,5 @@
+"""WSGI entry point: ``gunicorn taskboard.wsgi:app``."""
+
+from taskboard import create_app
+
+app = create_app()
