@@ -22,7 +22,7 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
-bind = os.environ.get("TASKBOARD_BIND", "0.0.0.0:5000")  # noqa: S104 - the app tier port
+bind = os.environ.get("TASKBOARD_BIND", "0.0.0.0:5000")
 workers = _int_env("TASKBOARD_WORKERS", multiprocessing.cpu_count() * 2 + 1)
 worker_class = "sync"
 timeout = _int_env("TASKBOARD_WORKER_TIMEOUT", 30)

@@ -1,0 +1,214 @@
+"""Configuration, from the environment only.
+
+Every setting the service reads is listed in ``ENV_VARS`` and parsed (and
+checked) by :meth:`Settings.from_env`; a bad value stops the start with a
+message naming the variable, before anything is served or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from taskboard._version import __version__
+
+log = logging.getLogger(__name__)
+
+ENV_VARS = (
+    "DATABASE_URL",
+    "TASKBOARD_DB_SECRET_ID",
+    "SECRET_KEY",
+    "TASKBOARD_LOG_LEVEL",
+    "TASKBOARD_PROXY_HOPS",
+    "TASKBOARD_MAX_BODY_BYTES",
+    "TASKBOARD_RELEASE",
+    "TASKBOARD_GIT_COMMIT",
+    "TASKBOARD_SERVE_STATIC",
+    "TASKBOARD_DB_CONNECT_TIMEOUT",
+    "TASKBOARD_DB_STATEMENT_TIMEOUT_MS",
+)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SECRET_KEYS = ("username", "password", "host", "port", "dbname")
+
+
+class ConfigError(ValueError):
+    """A setting of the environment is wrong; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def _database_url(raw: str, name: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        # never echo the value: it may hold a password
+        raise ConfigError(f"{name} is not a database URL") from None
+    backend = url.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise ConfigError(f"{name}: unsupported database {backend!r} (postgresql or sqlite)")
+    if backend == "postgresql" and url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg2")
+    return url
+
+
+# --- Secrets Manager ------------------------------------------------------
+
+_secret_cache: dict[tuple[str, str | None, str | None], URL] = {}
+_secret_lock = threading.Lock()
+
+
+def _aws_region(env: Mapping[str, str]) -> str | None:
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
+
+
+def url_from_secret(secret_id: str, env: Mapping[str, str]) -> URL:
+    """The database URL from an RDS-style secret; fetched once per process."""
+    region = _aws_region(env)
+    endpoint = env.get("AWS_ENDPOINT_URL") or None
+    key = (secret_id, region, endpoint)
+    with _secret_lock:
+        cached = _secret_cache.get(key)
+        if cached is not None:
+            return cached
+        url = _fetch_secret_url(secret_id, region, endpoint)
+        _secret_cache[key] = url
+        return url
+
+
+def clear_secret_cache() -> None:
+    with _secret_lock:
+        _secret_cache.clear()
+
+
+def _fetch_secret_url(secret_id: str, region: str | None, endpoint: str | None) -> URL:
+    import boto3
+    from botocore.config import Config as BotoConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not region:
+        raise ConfigError("TASKBOARD_DB_SECRET_ID is set but no AWS_REGION/AWS_DEFAULT_REGION")
+    client = boto3.client(
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 4}),
+    )
+    try:
+        response = client.get_secret_value(SecretId=secret_id)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ConfigError(
+            f"TASKBOARD_DB_SECRET_ID: cannot read secret {secret_id!r}: {code}"
+        ) from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"TASKBOARD_DB_SECRET_ID: Secrets Manager unreachable: {exc}") from None
+    try:
+        data: Any = json.loads(response.get("SecretString") or "")
+    except ValueError:
+        raise ConfigError(f"secret {secret_id!r} is not a JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"secret {secret_id!r} is not a JSON object")
+    # The RDS form: username, password, host, port, dbname (engine optional).
+    missing = [k for k in SECRET_KEYS if data.get(k) in (None, "")]
+    if missing:
+        raise ConfigError(f"secret {secret_id!r} lacks {', '.join(missing)}")
+    try:
+        port = int(data["port"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"secret {secret_id!r}: port is not an integer") from None
+    if str(data.get("engine", "postgres")).lower() not in ("postgres", "postgresql"):
+        raise ConfigError(f"secret {secret_id!r}: engine {data['engine']!r} is not postgres")
+    log.info("database credentials read from Secrets Manager", extra={"secret_id": secret_id})
+    return URL.create(
+        "postgresql+psycopg2",
+        username=str(data["username"]),
+        password=str(data["password"]),
+        host=str(data["host"]),
+        port=port,
+        database=str(data["dbname"]),
+    )
+
+
+# --- Settings ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: URL
+    database_source: str  # "secret", "env" or "default"
+    secret_key: str
+    log_level: str = "INFO"
+    proxy_hops: int = 0
+    max_body_bytes: int = 64 * 1024
+    release: str = __version__
+    git_commit: str = "unknown"
+    serve_static: bool = False
+    db_connect_timeout: int = 3
+    db_statement_timeout_ms: int = 5000
+    hostname: str = field(default_factory=socket.gethostname)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, instance_path: str = ".") -> Settings:
+        env = os.environ if env is None else env
+        secret_id = env.get("TASKBOARD_DB_SECRET_ID", "").strip()
+        if secret_id:
+            url, source = url_from_secret(secret_id, env), "secret"
+        elif env.get("DATABASE_URL", "").strip():
+            url, source = _database_url(env["DATABASE_URL"].strip(), "DATABASE_URL"), "env"
+        else:
+            path = os.path.join(instance_path, "taskboard.sqlite")
+            url, source = URL.create("sqlite", database=path), "default"
+        level = env.get("TASKBOARD_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"TASKBOARD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        secret_key = env.get("SECRET_KEY", "")
+        if not secret_key:
+            # The API keeps no session; a per-process key is enough when unset.
+            secret_key = os.urandom(32).hex()
+        return cls(
+            database_url=url,
+            database_source=source,
+            secret_key=secret_key,
+            log_level=level,
+            proxy_hops=_int(env, "TASKBOARD_PROXY_HOPS", 0, 0, 10),
+            max_body_bytes=_int(env, "TASKBOARD_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+            release=env.get("TASKBOARD_RELEASE", "").strip() or __version__,
+            git_commit=env.get("TASKBOARD_GIT_COMMIT", "").strip() or "unknown",
+            serve_static=_bool(env, "TASKBOARD_SERVE_STATIC", False),
+            db_connect_timeout=_int(env, "TASKBOARD_DB_CONNECT_TIMEOUT", 3, 1, 60),
+            db_statement_timeout_ms=_int(
+                env, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
+            ),
+        )
