@@ -1,0 +1,225 @@
+"""Configuration from the environment, and credentials from a real Secrets
+Manager API (moto server started here on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from pgserver import free_port, wait_for_port
+from sqlalchemy import text
+from taskboard import create_app
+from taskboard.config import ConfigError, Settings, clear_secret_cache
+from taskboard.db import EXT_KEY
+
+REGION = "eu-west-1"
+
+
+def test_defaults_are_the_run_alone_mode(tmp_path):
+    settings = Settings.from_env({}, instance_path=str(tmp_path))
+    assert settings.database_source == "default"
+    assert settings.database_url.get_backend_name() == "sqlite"
+    assert settings.database_url.database == str(tmp_path / "taskboard.sqlite")
+    assert settings.proxy_hops == 0
+    assert settings.serve_static is False
+    assert settings.log_level == "INFO"
+    assert settings.db_connect_timeout == 3
+    assert settings.db_statement_timeout_ms == 5000
+    assert settings.git_commit == "unknown"
+    assert len(settings.secret_key) >= 32
+
+
+def test_values_are_read():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u:p%40ss@db.internal:5433/tasks",
+            "SECRET_KEY": "k",
+            "TASKBOARD_LOG_LEVEL": "debug",
+            "TASKBOARD_PROXY_HOPS": "2",
+            "TASKBOARD_MAX_BODY_BYTES": "2048",
+            "TASKBOARD_RELEASE": "1.2.3",
+            "TASKBOARD_GIT_COMMIT": "abc1234",
+            "TASKBOARD_SERVE_STATIC": "1",
+            "TASKBOARD_DB_CONNECT_TIMEOUT": "5",
+            "TASKBOARD_DB_STATEMENT_TIMEOUT_MS": "750",
+        }
+    )
+    url = settings.database_url
+    assert url.drivername == "postgresql+psycopg2"
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        "u",
+        "p@ss",
+        "db.internal",
+        5433,
+        "tasks",
+    )
+    assert settings.database_source == "env"
+    assert settings.secret_key == "k"
+    assert settings.log_level == "DEBUG"
+    assert settings.proxy_hops == 2
+    assert settings.max_body_bytes == 2048
+    assert (settings.release, settings.git_commit) == ("1.2.3", "abc1234")
+    assert settings.serve_static is True
+    assert (settings.db_connect_timeout, settings.db_statement_timeout_ms) == (5, 750)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"TASKBOARD_PROXY_HOPS": "two"}, "TASKBOARD_PROXY_HOPS"),
+        ({"TASKBOARD_PROXY_HOPS": "-1"}, "TASKBOARD_PROXY_HOPS"),
+        ({"TASKBOARD_MAX_BODY_BYTES": "10"}, "TASKBOARD_MAX_BODY_BYTES"),
+        ({"TASKBOARD_LOG_LEVEL": "LOUD"}, "TASKBOARD_LOG_LEVEL"),
+        ({"TASKBOARD_SERVE_STATIC": "maybe"}, "TASKBOARD_SERVE_STATIC"),
+        ({"TASKBOARD_DB_CONNECT_TIMEOUT": "0"}, "TASKBOARD_DB_CONNECT_TIMEOUT"),
+        ({"TASKBOARD_DB_STATEMENT_TIMEOUT_MS": "x"}, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://u:secretpw@h/db"}, "DATABASE_URL"),
+    ],
+)
+def test_bad_settings_stop_the_start_with_the_name(env, name):
+    with pytest.raises(ConfigError, match=name) as info:
+        Settings.from_env(env)
+    assert "secretpw" not in str(info.value)
+
+
+# --- Secrets Manager, against moto server -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def aws_endpoint() -> Iterator[str]:
+    exe = Path(sys.executable).with_name("moto_server")
+    cmd = str(exe) if exe.exists() else shutil.which("moto_server")
+    assert cmd, "moto_server not found: run `make setup`"
+    port = free_port()
+    proc = subprocess.Popen(
+        [cmd, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(aws_endpoint, monkeypatch) -> dict[str, str]:
+    env = {
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    # boto3 reads credentials from the process environment
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    clear_secret_cache()
+    yield env
+    clear_secret_cache()
+
+
+def put_secret(endpoint: str, name: str, value: object) -> str:
+    client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+    body = value if isinstance(value, str) else json.dumps(value)
+    return client.create_secret(Name=name, SecretString=body)["ARN"]
+
+
+def rds_secret(pg, dbname: str, **over: object) -> dict[str, object]:
+    secret = {
+        "engine": "postgres",
+        "username": "postgres",
+        "password": "pw-not-checked-by-trust",
+        "host": "127.0.0.1",
+        "port": pg.port,
+        "dbname": dbname,
+    }
+    secret.update(over)
+    return secret
+
+
+def test_secret_gives_the_database_and_wins_over_database_url(aws_env, pg, pg_migrated_url):
+    arn = put_secret(aws_env["AWS_ENDPOINT_URL"], "taskboard/db", rds_secret(pg, "taskboard_api"))
+    env = {**aws_env, "TASKBOARD_DB_SECRET_ID": arn, "DATABASE_URL": "sqlite:///nowhere.db"}
+    app = create_app(env=env)
+    try:
+        settings = app.config["TASKBOARD_SETTINGS"]
+        assert settings.database_source == "secret"
+        assert settings.database_url.port == pg.port
+        assert settings.database_url.password == "pw-not-checked-by-trust"
+        # the password never shows in the URL's text form
+        assert "pw-not-checked" not in str(settings.database_url)
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/api/tasks", json={"title": "from secret"}).status_code == 201
+        with app.extensions[EXT_KEY].engine.connect() as conn:
+            assert conn.scalar(text("SELECT current_database()")) == "taskboard_api"
+    finally:
+        app.extensions[EXT_KEY].engine.dispose()
+
+
+def test_secret_is_fetched_once_and_cached(aws_env, pg):
+    endpoint = aws_env["AWS_ENDPOINT_URL"]
+    put_secret(endpoint, "taskboard/cached", rds_secret(pg, "postgres"))
+    env = {**aws_env, "TASKBOARD_DB_SECRET_ID": "taskboard/cached"}
+    first = Settings.from_env(env)
+    client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+    client.delete_secret(SecretId="taskboard/cached", ForceDeleteWithoutRecovery=True)
+    # the secret is gone from the API, the process still has it
+    assert Settings.from_env(env).database_url == first.database_url
+    clear_secret_cache()
+    with pytest.raises(ConfigError, match="ResourceNotFoundException"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not json", "not a JSON object"),
+        ('["a"]', "not a JSON object"),
+        ({"username": "u", "password": "p", "host": "h", "port": 5432}, "lacks dbname"),
+        ({"username": "u", "password": "", "host": "h", "port": 1, "dbname": "d"}, "password"),
+        ({"username": "u", "password": "p", "host": "h", "port": "x", "dbname": "d"}, "port"),
+        (
+            {
+                "engine": "mysql",
+                "username": "u",
+                "password": "p",
+                "host": "h",
+                "port": 1,
+                "dbname": "d",
+            },
+            "not postgres",
+        ),
+    ],
+)
+def test_bad_secrets_stop_the_start(aws_env, value, message, request):
+    name = f"taskboard/bad-{request.node.callspec.id}"
+    put_secret(aws_env["AWS_ENDPOINT_URL"], name, value)
+    with pytest.raises(ConfigError, match=message) as info:
+        Settings.from_env({**aws_env, "TASKBOARD_DB_SECRET_ID": name})
+    assert "'p'" not in str(info.value)
+
+
+def test_missing_secret_and_missing_region(aws_env):
+    with pytest.raises(ConfigError, match="ResourceNotFoundException"):
+        Settings.from_env({**aws_env, "TASKBOARD_DB_SECRET_ID": "taskboard/absent"})
+    env = {k: v for k, v in aws_env.items() if k != "AWS_REGION"}
+    with pytest.raises(ConfigError, match="AWS_REGION"):
+        Settings.from_env({**env, "TASKBOARD_DB_SECRET_ID": "taskboard/absent"})
+
+
+def test_region_from_aws_default_region(aws_env, pg):
+    put_secret(aws_env["AWS_ENDPOINT_URL"], "taskboard/default-region", rds_secret(pg, "d"))
+    env = {k: v for k, v in aws_env.items() if k != "AWS_REGION"}
+    env.update(AWS_DEFAULT_REGION=REGION, TASKBOARD_DB_SECRET_ID="taskboard/default-region")
+    assert Settings.from_env(env).database_url.database == "d"
