@@ -49,5 +49,7 @@ if [ "$name" != "taskboard-$version-py3-none-any.whl" ]; then
     exit 1
 fi
 mkdir -p "$dist"
-cp "$wheel" "$dist/$name"
+# atomically: a reader of dist/ never sees a half-written wheel
+cp "$wheel" "$dist/.$name.tmp"
+mv -f "$dist/.$name.tmp" "$dist/$name"
 echo "$dist/$name"

@@ -8,7 +8,6 @@ import logging
 import time
 
 import pytest
-
 from pgserver import free_port
 from taskboard import __version__, create_app
 from taskboard.db import EXT_KEY
@@ -73,9 +72,10 @@ def test_version_defaults_to_the_package(client):
 
 
 def test_request_id_is_taken_or_generated(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "lb-1.2_x"}).headers[
-        "X-Request-ID"
-    ] == "lb-1.2_x"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "lb-1.2_x"}).headers["X-Request-ID"]
+        == "lb-1.2_x"
+    )
     generated = client.get("/healthz").headers["X-Request-ID"]
     assert len(generated) == 32
     assert client.get("/healthz").headers["X-Request-ID"] != generated

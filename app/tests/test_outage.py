@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import psycopg2
 import pytest
-
 from conftest import migrate
 from pgserver import PostgresServer
 from taskboard import create_app

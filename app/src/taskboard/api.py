@@ -30,7 +30,14 @@ def _json_body(body: Body) -> dict[str, Any]:
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, f"the body is larger than {limit} bytes", None)
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    if length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        # No Content-Length: the server (gunicorn) ends the chunked stream;
+        # read one byte past the limit to tell "too large" from "just fits".
+        raw = request.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise ApiError(413, f"the body is larger than {limit} bytes", None)
+    else:
+        raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
     return body.parse(decode_json(raw))
 
 

@@ -1,0 +1,245 @@
+"""The release artifacts: the wheel, and the service under gunicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+from conftest import migrate
+from pgserver import free_port, wait_for_port
+from taskboard import __version__
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "scripts" / "build-wheel.sh"
+
+
+def build(*args: str) -> Path:
+    result = subprocess.run(
+        [str(BUILD), *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def test_wheel_carries_package_migrations_page_and_gunicorn_config(tmp_path):
+    wheel = build()
+    assert wheel.name == f"taskboard-{__version__}-py3-none-any.whl"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for member in (
+        "taskboard/app.py",
+        "taskboard/gunicorn_conf.py",
+        "taskboard/wsgi.py",
+        "taskboard/migrations/env.py",
+        "taskboard/migrations/script.py.mako",
+        "taskboard/migrations/versions/0001_create_tasks.py",
+        "taskboard/static/index.html",
+        "taskboard/static/app.js",
+        "taskboard/static/style.css",
+    ):
+        assert member in names, member
+    assert not any("tests/" in n or "__pycache__" in n for n in names)
+    meta = zipfile.ZipFile(wheel).read(f"taskboard-{__version__}.dist-info/METADATA").decode()
+    assert "Requires-Python: >=3.11" in meta
+    entry = zipfile.ZipFile(wheel).read(f"taskboard-{__version__}.dist-info/entry_points.txt")
+    assert b"taskboard-migrate = taskboard.migrate:main" in entry
+
+    # installed on its own (not the source tree), it migrates and serves
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    code = (
+        "import taskboard, taskboard.migrations as m, sys; "
+        "assert taskboard.__file__.startswith(sys.argv[1]), taskboard.__file__; "
+        "from taskboard.migrate import main; rc = main(['upgrade']); "
+        "app = taskboard.create_app(); c = app.test_client(); "
+        "assert c.get('/readyz').status_code == 200; "
+        "assert c.post('/api/tasks', json={'title': 'x'}).status_code == 201; sys.exit(rc)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(target),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/w.sqlite",
+    }
+    env.pop("TASKBOARD_DB_SECRET_ID", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_wheel_of_another_version_leaves_the_tree_alone():
+    source = REPO / "app" / "src" / "taskboard" / "_version.py"
+    before = source.read_bytes()
+    wheel = build("9.8.7rc1")
+    try:
+        assert wheel.name == "taskboard-9.8.7rc1-py3-none-any.whl"
+        inside = zipfile.ZipFile(wheel).read("taskboard/_version.py").decode()
+        assert '__version__ = "9.8.7rc1"' in inside
+        assert source.read_bytes() == before
+    finally:
+        wheel.unlink()
+
+
+def test_wheel_refuses_a_bad_version():
+    result = subprocess.run(
+        [str(BUILD), "1.0; rm -rf /"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "not a release version" in result.stderr
+
+
+# --- gunicorn ----------------------------------------------------------------
+
+
+@pytest.fixture
+def gunicorn(pg, tmp_path):
+    url = pg.create_database(f"gunicorn_{os.getpid()}_{time.monotonic_ns()}")
+    migrate(url)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TASKBOARD_BIND": f"127.0.0.1:{port}",
+        "TASKBOARD_WORKERS": "2",
+        "TASKBOARD_MAX_BODY_BYTES": "2048",
+        "TASKBOARD_GRACEFUL_TIMEOUT": "10",
+    }
+    env.pop("TASKBOARD_DB_SECRET_ID", None)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "python:taskboard.gunicorn_conf",
+                "taskboard.wsgi:app",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        yield proc, f"http://127.0.0.1:{port}", log, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_gunicorn_serves_with_config_as_code(gunicorn):
+    proc, base, log, _url = gunicorn
+    assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
+    assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+    created = requests.post(
+        f"{base}/api/tasks",
+        json={"title": "under gunicorn"},
+        timeout=5,
+        headers={"X-Request-ID": "gunicorn-1"},
+    )
+    assert created.status_code == 201
+    assert created.headers["X-Request-ID"] == "gunicorn-1"
+    assert len(children(proc.pid)) == 2
+
+    # a chunked body (no Content-Length) past the limit is still refused
+    def chunks():
+        for _ in range(8):
+            yield b'{"title": "' + b"x" * 512
+
+    too_big = requests.post(
+        f"{base}/api/tasks",
+        data=chunks(),
+        timeout=5,
+        headers={"Content-Type": "application/json"},
+    )
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["status"] == 413
+    assert requests.get(f"{base}/api/tasks", timeout=5).json()["total"] == 1
+    chunked = requests.post(
+        f"{base}/api/tasks",
+        data=iter([b'{"title": ', b'"chunked"}']),
+        timeout=5,
+        headers={"Content-Type": "application/json"},
+    )
+    assert chunked.status_code == 201, chunked.text
+    assert chunked.json()["title"] == "chunked"
+
+    # the log is JSON lines, request lines with the request id
+    time.sleep(0.2)
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    assert any(x.get("request_id") == "gunicorn-1" and x.get("status") == 201 for x in lines)
+
+
+def test_gunicorn_finishes_requests_in_flight_on_sigterm(gunicorn, pg):
+    proc, base, _log, url = gunicorn
+    assert requests.post(f"{base}/api/tasks", json={"title": "t"}, timeout=5).status_code == 201
+    dbname = url.rsplit("/", 1)[1]
+    blocker = psycopg2.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname=dbname)
+    result: dict[str, object] = {}
+
+    def slow_request():
+        try:
+            result["response"] = requests.get(f"{base}/api/tasks", timeout=15)
+        except requests.RequestException as exc:  # pragma: no cover - reported below
+            result["error"] = exc
+
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        thread = threading.Thread(target=slow_request)
+        thread.start()
+        time.sleep(1.0)  # the request is now waiting on the lock
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    thread.join(timeout=15)
+    assert "error" not in result, result.get("error")
+    response = result["response"]
+    assert response.status_code == 200
+    assert response.json()["total"] == 1
+    assert proc.wait(timeout=15) == 0
