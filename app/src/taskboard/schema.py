@@ -52,11 +52,13 @@ class Text:
             "type": ["string", "null"] if self.nullable else "string",
             "maxLength": self.max_len,
             "description": self.description,
+            # no NUL character (PostgreSQL text cannot hold it)
+            "pattern": r"^[^\u0000]*$",
         }
         if self.trim:
             schema["minLength"] = 1
-            # at least one character that surrounding-whitespace trimming keeps
-            schema["pattern"] = r"\S"
+            # and at least one character that whitespace trimming keeps
+            schema["pattern"] = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
         return schema
 
     def parse(self, value: Any) -> str | None:
