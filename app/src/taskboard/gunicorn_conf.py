@@ -30,10 +30,31 @@ graceful_timeout = _int_env("TASKBOARD_GRACEFUL_TIMEOUT", 20)
 keepalive = 5
 max_requests = _int_env("TASKBOARD_MAX_REQUESTS", 2000)
 max_requests_jitter = _int_env("TASKBOARD_MAX_REQUESTS_JITTER", 200)
-# The app logs JSON lines itself; gunicorn's access log would duplicate them.
+# The app logs a JSON line per request itself; gunicorn's access log would
+# duplicate it. gunicorn's own messages are JSON lines on stdout too.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("TASKBOARD_LOG_LEVEL", "INFO").lower()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": loglevel.upper(), "handlers": []},
+    "formatters": {"json": {"()": "taskboard.logs.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": loglevel.upper(), "handlers": [], "propagate": False},
+    },
+}
 proc_name = "taskboard"
+# No runtime control socket (gunicorn >= 25.1): a single path under $HOME
+# would be shared by every gunicorn on the host; systemd manages the process.
+control_socket_disable = True
 # Behind the proxy-fix of the app, not gunicorn's own header handling.
 forwarded_allow_ips = "127.0.0.1"
