@@ -123,6 +123,7 @@ def main() -> int:
                     "gunicorn",
                     "--config",
                     "python:taskboard.gunicorn_conf",
+                    "--no-control-socket",
                     "taskboard.wsgi:app",
                 ],
                 env=env,

@@ -41,7 +41,7 @@ export TASKBOARD_WORKERS="${TASKBOARD_WORKERS:-2}"
 unset TASKBOARD_DB_SECRET_ID
 
 "$venv/bin/taskboard-migrate" upgrade >/dev/null
-nohup "$venv/bin/gunicorn" --config python:taskboard.gunicorn_conf --pid "$pidfile" \
+nohup "$venv/bin/gunicorn" --config python:taskboard.gunicorn_conf --pid "$pidfile" --no-control-socket \
     taskboard.wsgi:app >>"$log" 2>&1 </dev/null &
 
 for _ in $(seq 1 100); do

@@ -143,6 +143,7 @@ def gunicorn(pg, tmp_path):
                 "gunicorn",
                 "--config",
                 "python:taskboard.gunicorn_conf",
+                "--no-control-socket",
                 "taskboard.wsgi:app",
             ],
             env=env,
@@ -245,3 +246,35 @@ def test_gunicorn_finishes_requests_in_flight_on_sigterm(gunicorn, pg):
     assert response.status_code == 200
     assert response.json()["total"] == 1
     assert proc.wait(timeout=15) == 0
+
+
+def _conf(monkeypatch, **env: str):
+    import importlib
+
+    import taskboard.gunicorn_conf as conf
+
+    for name in ("TASKBOARD_BIND", "TASKBOARD_WORKERS", "TASKBOARD_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return importlib.reload(conf)
+
+
+def test_gunicorn_config_defaults(monkeypatch):
+    conf = _conf(monkeypatch)
+    assert conf.bind == "0.0.0.0:5000"
+    assert conf.workers == len(os.sched_getaffinity(0)) * 2 + 1
+    assert conf.graceful_timeout > 0
+    assert conf.max_requests > 0
+    assert 0 < conf.max_requests_jitter < conf.max_requests
+    assert conf.timeout > conf.graceful_timeout
+
+
+def test_gunicorn_config_from_env(monkeypatch):
+    conf = _conf(monkeypatch, TASKBOARD_BIND="127.0.0.1:6000", TASKBOARD_WORKERS="3")
+    assert (conf.bind, conf.workers) == ("127.0.0.1:6000", 3)
+    with pytest.raises(SystemExit, match="TASKBOARD_WORKERS"):
+        _conf(monkeypatch, TASKBOARD_WORKERS="many")
+    with pytest.raises(SystemExit, match="TASKBOARD_WORKERS"):
+        _conf(monkeypatch, TASKBOARD_WORKERS="0")
+    _conf(monkeypatch)

@@ -22,8 +22,16 @@ def _int_env(name: str, default: int) -> int:
     return value
 
 
+def _cpus() -> int:
+    """CPUs this process may run on (respects affinity, e.g. a pinned container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return multiprocessing.cpu_count()
+
+
 bind = os.environ.get("TASKBOARD_BIND", "0.0.0.0:5000")
-workers = _int_env("TASKBOARD_WORKERS", multiprocessing.cpu_count() * 2 + 1)
+workers = _int_env("TASKBOARD_WORKERS", _cpus() * 2 + 1)
 worker_class = "sync"
 timeout = _int_env("TASKBOARD_WORKER_TIMEOUT", 30)
 graceful_timeout = _int_env("TASKBOARD_GRACEFUL_TIMEOUT", 20)
@@ -53,8 +61,5 @@ logconfig_dict = {
     },
 }
 proc_name = "taskboard"
-# No runtime control socket (gunicorn >= 25.1): a single path under $HOME
-# would be shared by every gunicorn on the host; systemd manages the process.
-control_socket_disable = True
 # Behind the proxy-fix of the app, not gunicorn's own header handling.
 forwarded_allow_ips = "127.0.0.1"
