@@ -89,7 +89,9 @@ def run_cli(url: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_taskboard_migrate_console_script(empty_url):
+def test_taskboard_migrate_console_script(pg_empty_url):
+    """The whole command set, on PostgreSQL (the CLI is the same on SQLite)."""
+    empty_url = pg_empty_url
     check = run_cli(empty_url, "check")
     assert check.returncode == 1, check.stderr
     assert "not at head" in check.stdout
@@ -109,6 +111,12 @@ def test_taskboard_migrate_console_script(empty_url):
     bad = run_cli(empty_url, "downgrade", "nosuchrev")
     assert bad.returncode == 2
     assert "nosuchrev" in bad.stderr
+
+
+def test_taskboard_migrate_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path}/cli.sqlite"
+    assert run_cli(url, "upgrade").returncode == 0
+    assert run_cli(url, "check").returncode == 0
 
 
 def test_taskboard_migrate_reports_an_unreachable_database():

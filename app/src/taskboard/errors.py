@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, jsonify
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from taskboard.schema import ApiError
@@ -46,6 +47,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(SQLAlchemyError)
     def _db_error(exc: SQLAlchemyError) -> Response:
+        if isinstance(exc, StaleDataError):
+            # deleted by another request between our read and our write
+            return error_response(409, "the task was changed or deleted meanwhile; retry", "id")
         if _is_outage(exc):
             log.warning("database unavailable: %s", type(exc.__cause__ or exc).__name__)
             response = error_response(503, "the database is unavailable; retry shortly")
