@@ -114,3 +114,25 @@ def test_responses_are_json_and_not_cached(client):
     assert response.mimetype == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_update_of_a_task_deleted_meanwhile_is_409(client, app, monkeypatch):
+    """Another request deletes the task between this one's read and its write."""
+    from sqlalchemy import text
+    from taskboard import api
+    from taskboard.db import EXT_KEY
+
+    task = create(client, title="contested")
+    real = api._task_or_404
+
+    def read_then_lose_it(raw_id):
+        found = real(raw_id)
+        with app.extensions[EXT_KEY].engine.begin() as conn:
+            conn.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": found.id})
+        return found
+
+    monkeypatch.setattr(api, "_task_or_404", read_then_lose_it)
+    response = client.patch(f"/api/tasks/{task['id']}", json={"done": True})
+    assert response.status_code == 409
+    assert response.get_json()["error"]["field"] == "id"
+    assert table_rows(app) == []

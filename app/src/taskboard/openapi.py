@@ -113,6 +113,7 @@ def document(version: str) -> dict[str, Any]:
                     "responses": {
                         "200": _json("the updated task", "Task"),
                         "404": _error("no such task"),
+                        "409": _error("deleted by another request meanwhile; retry"),
                         **COMMON,
                         **BODY_ERRORS,
                     },
