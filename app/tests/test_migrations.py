@@ -126,3 +126,50 @@ def test_taskboard_migrate_reports_an_unreachable_database():
     assert result.returncode == 3
     assert "database error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_concurrent_migrations_on_postgresql_are_serialised(pg, pg_empty_url):
+    """Instances starting a release together: they queue on one lock; all succeed."""
+    import time
+
+    import psycopg2
+    from taskboard.migrations import MIGRATION_LOCK
+
+    dbname = pg_empty_url.rsplit("/", 1)[1]
+    holder = psycopg2.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname=dbname)
+    holder.autocommit = True
+    exe = Path(sys.executable).with_name("taskboard-migrate")
+    env = {k: v for k, v in os.environ.items() if k != "TASKBOARD_DB_SECRET_ID"}
+    env["DATABASE_URL"] = pg_empty_url
+    procs = []
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            procs = [
+                subprocess.Popen(
+                    [str(exe), "upgrade"],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(3)
+            ]
+            deadline = time.monotonic() + 30
+            waiting = 0
+            while time.monotonic() < deadline and waiting < 3:
+                cur.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                waiting = cur.fetchone()[0]
+                time.sleep(0.1)
+            assert waiting == 3, "the migrators did not queue on the migration lock"
+            cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        results = [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        holder.close()
+    assert [rc for rc, _ in results] == [0, 0, 0], results
+    assert run_cli(pg_empty_url, "check").returncode == 0

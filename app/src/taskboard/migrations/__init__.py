@@ -11,6 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# PostgreSQL advisory lock key taken by env.py: one migrator at a time
+MIGRATION_LOCK = 72_616_263
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+from taskboard.migrations import MIGRATION_LOCK
 from taskboard.models import Base
-
-MIGRATION_LOCK = 72_616_263  # pg_advisory_lock key: one migrator at a time
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - always called through taskboard.migrations
