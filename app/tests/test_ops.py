@@ -28,7 +28,7 @@ def test_healthz_never_touches_the_database(unreachable_app):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     assert unreachable_app.extensions[EXT_KEY].engine.pool.checkedout() == 0
 
 
