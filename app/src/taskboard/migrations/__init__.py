@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from alembic import command
@@ -24,7 +25,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+@functools.cache
 def head() -> str | None:
+    """The code's head revision (read once: the files do not change under us)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
