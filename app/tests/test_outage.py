@@ -114,3 +114,25 @@ def test_connect_timeout_bounds_a_silent_server():
             app.extensions[EXT_KEY].engine.dispose()
     assert response.status_code == 503
     assert took < 4.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_unmigrated_database_gives_503_not_500(backend, pg_empty_url, tmp_path):
+    """Before the migrations run, the API says 'not ready' (503), never 500."""
+    url = pg_empty_url if backend == "postgresql" else f"sqlite:///{tmp_path}/empty.sqlite"
+    app = create_app(env={"DATABASE_URL": url})
+    try:
+        client = app.test_client()
+        for response in (
+            client.get("/api/tasks"),
+            client.post("/api/tasks", json={"title": "too early"}),
+            client.get("/api/tasks/1"),
+        ):
+            assert response.status_code == 503
+            assert response.get_json()["error"]["message"].startswith("the database schema")
+            assert response.headers["Retry-After"] == "5"
+        assert client.get("/readyz").status_code == 503
+        migrate(url)
+        assert client.post("/api/tasks", json={"title": "after"}).status_code == 201
+    finally:
+        app.extensions[EXT_KEY].engine.dispose()

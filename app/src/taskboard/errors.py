@@ -27,6 +27,14 @@ def _is_outage(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+def _is_unmigrated(exc: BaseException) -> bool:
+    """The schema is not there yet (migrations not run): not the client's fault."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "pgcode", None) == "42P01":  # undefined_table
+        return True
+    return "no such table" in str(orig or "")  # SQLite
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
@@ -50,6 +58,11 @@ def register(app: Flask) -> None:
         if isinstance(exc, StaleDataError):
             # deleted by another request between our read and our write
             return error_response(409, "the task was changed or deleted meanwhile; retry", "id")
+        if _is_unmigrated(exc):
+            log.error("database schema missing: run taskboard-migrate upgrade")
+            response = error_response(503, "the database schema is not ready; retry shortly")
+            response.headers["Retry-After"] = "5"
+            return response
         if _is_outage(exc):
             log.warning("database unavailable: %s", type(exc.__cause__ or exc).__name__)
             response = error_response(503, "the database is unavailable; retry shortly")
