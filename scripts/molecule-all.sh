@@ -13,9 +13,10 @@ cd "$here"
 export ANSIBLE_CONFIG=${ANSIBLE_CONFIG:-$here/ansible.cfg}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/scripts/containers.conf}
 export PATH="$here/.venv/bin:$PATH"
-# the .deb store shared by every scenario's containers (molecule/README.md)
-export THREETIER_APT_CACHE=${THREETIER_APT_CACHE:-$here/.cache/apt-archives}
-mkdir -p "$THREETIER_APT_CACHE"
+# the apt store (.deb files, package lists) shared by every scenario's
+# containers (molecule/README.md)
+export THREETIER_APT_CACHE=${THREETIER_APT_CACHE:-$here/.cache/apt}
+mkdir -p "$THREETIER_APT_CACHE/archives" "$THREETIER_APT_CACHE/lists"
 
 if [ "$#" -gt 0 ]; then
     scenarios=("$@")
