@@ -35,6 +35,13 @@ options:
   topic_name: {description: SNS topic name., type: str}
   alarm_prefix: {description: Prefix of the environment's CloudWatch alarm names., type: str}
   ami_name: {description: Name of an AMI to look up (own account and public)., type: str}
+  parts:
+    description:
+      - What to describe (a layer that changed refreshes only its part).
+    type: list
+    elements: str
+    choices: [network, load_balancers, compute, database, other]
+    default: [network, load_balancers, compute, database, other]
 extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
@@ -123,7 +130,14 @@ def rules(perms):
     return sorted(flat, key=lambda r: json.dumps(r, sort_keys=True))
 
 
-SERVICES = ("ec2", "elbv2", "iam", "autoscaling", "rds", "secretsmanager", "s3", "sns", "cloudwatch")
+# The services each part calls.
+PARTS = {
+    "network": ("ec2",),
+    "load_balancers": ("elbv2",),
+    "compute": ("iam", "ec2", "autoscaling"),
+    "database": ("rds", "secretsmanager"),
+    "other": ("s3", "sns", "cloudwatch", "ec2"),
+}
 
 
 class State:
@@ -140,11 +154,12 @@ class State:
             kw.pop(extra, None)
         session = boto3.session.Session(profile_name=module.params.get("profile"))
         config = botocore.config.Config(retries={"mode": "standard", "max_attempts": 5})
+        services = sorted({s for part in self.p["parts"] for s in PARTS[part]})
         self.c = {
             name: session.client(
                 name, region_name=region, endpoint_url=endpoint, config=config, **kw
             )
-            for name in SERVICES
+            for name in services
         }
 
     def client(self, name):
@@ -504,10 +519,11 @@ def main():
         topic_name=dict(type="str"),
         alarm_prefix=dict(type="str"),
         ami_name=dict(type="str"),
+        parts=dict(type="list", elements="str", choices=list(PARTS), default=list(PARTS)),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
     st = State(module)
-    parts = [st.network, st.load_balancers, st.compute, st.database, st.other]
+    parts = [getattr(st, name) for name in module.params["parts"]]
     results = [{} for _ in parts]
     # The five parts touch different services: run them side by side.
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:

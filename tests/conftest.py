@@ -1,0 +1,165 @@
+"""Fixtures of the kit's tests: a real moto server on a free loopback port, and
+a runner for ansible-playbook / ansible-inventory pointed at it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Moto:
+    url: str
+    log: Path
+    proc: subprocess.Popen
+
+    def client(self, service: str, region: str = "us-east-1"):
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            text = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        # request lines are noise (4xx are the normal "not found" answers);
+        # keep server errors and everything that is not a request line
+        kept = [x for x in text if '"POST ' not in x and '"GET ' not in x or '" 50' in x]
+        return "\n".join(kept[-lines:])
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory) -> Moto:
+    server = shutil.which("moto_server", path=str(VENV_BIN)) or shutil.which("moto_server")
+    assert server, "moto_server not found: run make setup"
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [server, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 (loopback)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto server did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)
+    yield Moto(url=url, log=log, proc=proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and "moto" in getattr(item, "funcargs", {}):
+        report.sections.append(("moto server log (errors, tail)", item.funcargs["moto"].log_tail()))
+    return report
+
+
+@dataclass
+class Run:
+    args: list[str]
+    rc: int
+    output: str
+    seconds: float
+
+    def recap(self) -> dict[str, int]:
+        """The PLAY RECAP counters of localhost (last recap line)."""
+        line = [x for x in self.output.splitlines() if x.startswith("localhost ") and "ok=" in x][-1]
+        return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
+
+
+class Kit:
+    """Runs the kit's playbooks and inventories against the test's moto."""
+
+    def __init__(self, moto: Moto):
+        self.moto = moto
+        self.env = dict(os.environ)
+        self.env.update(
+            PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+            AWS_ENDPOINT_URL=moto.url,
+            AWS_URL=moto.url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",  # moto's documented dummy
+            AWS_SESSION_TOKEN="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_NOCOLOR="1",
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        # ansible.cfg's empty `callbacks_enabled =` makes ansible-core 2.21
+        # fail ("A non-empty plugin name is required"); name one explicitly.
+        if not self.env.get("ANSIBLE_CALLBACKS_ENABLED"):
+            self.env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.timer"
+        for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            self.env.pop(var, None)
+
+    def playbook(self, playbook: str, *extra: str, inventory: str = "inventories/local", timeout=900) -> Run:
+        args = ["ansible-playbook", "-i", inventory, f"playbooks/{playbook}", *extra]
+        start = time.monotonic()
+        proc = subprocess.run(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        run = Run(args, proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+        # visible with -s / in the report of a failing test
+        print(f"$ {' '.join(args)}  ({run.seconds:.1f} s, rc={run.rc})")
+        return run
+
+    def inventory_graph(self, inventory: str) -> str:
+        proc = subprocess.run(
+            ["ansible-inventory", "-i", inventory, "--graph"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def kit(moto) -> Kit:
+    return Kit(moto)

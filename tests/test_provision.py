@@ -1,0 +1,419 @@
+"""The whole control plane against a real moto server: site.yml on the local
+inventory (as the `production` environment in eu-west-1, so the production
+profile's protections and inventories/production/aws_ec2.yml apply), every
+resource checked through boto3 against the issue's numbers, a second run
+with nothing to change, drift repaired, the production dynamic inventory,
+and teardown (refused without confirmation, then complete)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+REGION = "eu-west-1"
+ENV = "production"
+P = f"threetier-{ENV}"
+EXTRA = (
+    "-e",
+    f"threetier_environment={ENV}",
+    "-e",
+    f"aws_region={REGION}",
+    # the local inventory skips the final snapshot; production takes one
+    "-e",
+    "aws_database_skip_final_snapshot=false",
+)
+RUNS = []  # every run's output, for the password check
+
+
+@pytest.fixture(scope="module")
+def first_run(kit):
+    run = kit.playbook("site.yml", *EXTRA)
+    RUNS.append(run)
+    assert run.rc == 0, run.output[-6000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def aws(moto):
+    return lambda service: moto.client(service, REGION)
+
+
+def by_name(items, key="Tags"):
+    out = {}
+    for i in items:
+        tags = {t["Key"]: t["Value"] for t in i.get(key, [])}
+        out[tags.get("Name")] = i
+    return out
+
+
+@pytest.fixture(scope="module")
+def vpc(first_run, aws):
+    vpcs = aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{P}-vpc"]}])["Vpcs"]
+    assert len(vpcs) == 1
+    return vpcs[0]
+
+
+def test_network(aws, vpc):
+    ec2 = aws("ec2")
+    vid = vpc["VpcId"]
+    assert vpc["CidrBlock"] == "10.0.0.0/16"
+    assert ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
+    subnets = by_name(ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"])
+    want = {
+        "public-a": ("10.0.1.0/24", "a"),
+        "public-b": ("10.0.2.0/24", "b"),
+        "app-a": ("10.0.3.0/24", "a"),
+        "app-b": ("10.0.4.0/24", "b"),
+        "db-a": ("10.0.5.0/24", "a"),
+        "db-b": ("10.0.6.0/24", "b"),
+    }
+    assert {k.removeprefix(P + "-"): (s["CidrBlock"], s["AvailabilityZone"][-1]) for k, s in subnets.items()} == want
+    assert all(s["AvailabilityZone"].startswith(REGION) for s in subnets.values())
+    sid = {k.removeprefix(P + "-"): s["SubnetId"] for k, s in subnets.items()}
+
+    igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vid]}])["InternetGateways"]
+    assert len(igws) == 1
+    nats = [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["VpcId"] == vid and n["State"] == "available"]
+    assert [n["SubnetId"] for n in nats] == [sid["public-a"]], "one NAT gateway, in public-a"
+    assert nats[0]["NatGatewayAddresses"][0].get("AllocationId")
+
+    tables = by_name(ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"])
+
+    def default_route(t):
+        routes = [r for r in t["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
+        assert len(routes) == 1
+        return routes[0].get("GatewayId") or routes[0].get("NatGatewayId")
+
+    def subnets_of(t):
+        return sorted(a["SubnetId"] for a in t["Associations"] if a.get("SubnetId"))
+
+    pub, pa, pb = tables[f"{P}-public"], tables[f"{P}-private-a"], tables[f"{P}-private-b"]
+    assert default_route(pub) == igws[0]["InternetGatewayId"]
+    assert subnets_of(pub) == sorted([sid["public-a"], sid["public-b"]])
+    assert default_route(pa) == default_route(pb) == nats[0]["NatGatewayId"]
+    assert subnets_of(pa) == sorted([sid["app-a"], sid["db-a"]])
+    assert subnets_of(pb) == sorted([sid["app-b"], sid["db-b"]])
+    eps = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vid]}])["VpcEndpoints"]
+    s3 = [e for e in eps if e["ServiceName"] == f"com.amazonaws.{REGION}.s3"]
+    assert len(s3) == 1
+    assert sorted(s3[0]["RouteTableIds"]) == sorted([pa["RouteTableId"], pb["RouteTableId"]])
+
+
+def test_security_groups_chain_exactly(aws, vpc):
+    groups = {
+        g["GroupName"]: g
+        for g in aws("ec2").describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])[
+            "SecurityGroups"
+        ]
+    }
+    gid = {k.removeprefix(P + "-"): g["GroupId"] for k, g in groups.items()}
+
+    def rules(name):
+        out = set()
+        for p in groups[f"{P}-{name}"]["IpPermissions"]:
+            src = [("cidr", r["CidrIp"]) for r in p.get("IpRanges", [])]
+            src += [("cidr6", r["CidrIpv6"]) for r in p.get("Ipv6Ranges", [])]
+            src += [("sg", r["GroupId"]) for r in p.get("UserIdGroupPairs", [])]
+            for s in src:
+                out.add((p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), *s))
+        return out
+
+    assert rules("alb-ext") == {("tcp", 80, 80, "cidr", "0.0.0.0/0"), ("tcp", 443, 443, "cidr", "0.0.0.0/0")}
+    assert rules("web") == {("tcp", 80, 80, "sg", gid["alb-ext"])}
+    assert rules("alb-int") == {("tcp", 5000, 5000, "sg", gid["web"])}
+    assert rules("app") == {("tcp", 5000, 5000, "sg", gid["alb-int"])}
+    assert rules("db") == {("tcp", 5432, 5432, "sg", gid["app"])}
+    # no SSH, from anywhere, into anything of the kit
+    for g in groups.values():
+        for p in g["IpPermissions"]:
+            assert not (p.get("FromPort") is not None and p["FromPort"] <= 22 <= p["ToPort"]), g["GroupName"]
+            assert p["IpProtocol"] != "-1", g["GroupName"]
+
+
+@pytest.fixture(scope="module")
+def albs(first_run, aws):
+    elb = aws("elbv2")
+    lbs = {x["LoadBalancerName"]: x for x in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]}
+    return lbs
+
+
+def test_load_balancers_and_target_groups(aws, albs, vpc):
+    elb, ec2 = aws("elbv2"), aws("ec2")
+    sub = {
+        s["SubnetId"]: {t["Key"]: t["Value"] for t in s["Tags"]}["Name"].removeprefix(P + "-")
+        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+    }
+    ext, int_ = albs[f"{P}-ext"], albs[f"{P}-int"]
+    assert ext["Scheme"] == "internet-facing"
+    assert int_["Scheme"] == "internal"
+    assert sorted(sub[z["SubnetId"]] for z in ext["AvailabilityZones"]) == ["public-a", "public-b"]
+    assert sorted(sub[z["SubnetId"]] for z in int_["AvailabilityZones"]) == ["app-a", "app-b"]
+    tgs = {t["TargetGroupName"]: t for t in elb.describe_target_groups(Names=[f"{P}-web", f"{P}-app"])["TargetGroups"]}
+    for name, port in ((f"{P}-web", 80), (f"{P}-app", 5000)):
+        tg = tgs[name]
+        assert (tg["Protocol"], tg["Port"], tg["VpcId"]) == ("HTTP", port, vpc["VpcId"])
+        assert tg["HealthCheckPath"] == "/healthz"
+        assert tg["HealthCheckIntervalSeconds"] == 15
+        assert tg["HealthCheckTimeoutSeconds"] == 5
+        assert tg["HealthyThresholdCount"] == 2
+        assert tg["UnhealthyThresholdCount"] == 3
+        assert tg["Matcher"]["HttpCode"] == "200"
+        attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+        assert attrs["deregistration_delay.timeout_seconds"] == "30"
+        assert attrs["slow_start.duration_seconds"] == "30"
+    # no certificate given: HTTP on 80 forwarding to web; internal 5000 to app
+    (l_ext,) = elb.describe_listeners(LoadBalancerArn=ext["LoadBalancerArn"])["Listeners"]
+    assert (l_ext["Protocol"], l_ext["Port"]) == ("HTTP", 80)
+    assert l_ext["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-web"]["TargetGroupArn"]
+    (l_int,) = elb.describe_listeners(LoadBalancerArn=int_["LoadBalancerArn"])["Listeners"]
+    assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
+    assert l_int["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-app"]["TargetGroupArn"]
+    for lb in (ext, int_):
+        attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+        assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
+        assert attrs["idle_timeout.timeout_seconds"] == "60"
+
+
+def _secret(aws):
+    return aws("secretsmanager").get_secret_value(SecretId=f"threetier/{ENV}/db-master")
+
+
+def test_launch_templates_and_instance_profiles(aws, albs):
+    ec2, iam = aws("ec2"), aws("iam")
+    secret = _secret(aws)
+    password = json.loads(secret["SecretString"])["password"]
+    for tier, itype in (("web", "t3.small"), ("app", "t3.medium")):
+        lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"{P}-{tier}"])["LaunchTemplates"][0]
+        data = ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Latest"])[
+            "LaunchTemplateVersions"
+        ][0]["LaunchTemplateData"]
+        assert data["InstanceType"] == itype
+        assert data["MetadataOptions"]["HttpTokens"] == "required"
+        assert data["MetadataOptions"]["HttpEndpoint"] == "enabled"
+        (bdm,) = data["BlockDeviceMappings"]
+        assert bdm["Ebs"]["Encrypted"] is True
+        assert bdm["Ebs"]["VolumeType"] == "gp3"
+        assert data["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{P}-{tier}")
+        assert data["ImageId"].startswith("ami-")
+        sg = ec2.describe_security_groups(GroupIds=data["SecurityGroupIds"])["SecurityGroups"]
+        assert [g["GroupName"] for g in sg] == [f"{P}-{tier}"]
+        user_data = base64.b64decode(data["UserData"]).decode()
+        assert user_data.startswith("#!/bin/bash")
+        assert password not in user_data
+        assert "PASSWORD" not in user_data.upper().replace("DATABASE PASSWORD IS", "")
+        if tier == "web":
+            assert f"THREETIER_APP_UPSTREAM={albs[f'{P}-int']['DNSName']}:5000" in user_data
+        else:
+            assert f"TASKBOARD_DB_SECRET_ID={secret['ARN']}" in user_data
+            assert f"AWS_REGION={REGION}" in user_data
+            assert "TASKBOARD_RELEASE=0.1.0" in user_data
+        # least privilege: the app role reads the one secret, both read the bucket
+        policies = {
+            n: iam.get_role_policy(RoleName=f"{P}-{tier}", PolicyName=n)["PolicyDocument"]
+            for n in iam.list_role_policies(RoleName=f"{P}-{tier}")["PolicyNames"]
+        }
+        want = {"read-artifacts", "read-db-secret"} if tier == "app" else {"read-artifacts"}
+        assert set(policies) == want
+        reads = policies["read-artifacts"]["Statement"]
+        assert {r for s in reads for r in s["Resource"]} == {
+            "arn:aws:s3:::threetier-local-artifacts",
+            "arn:aws:s3:::threetier-local-artifacts/*",
+        }
+        if tier == "app":
+            (stmt,) = policies["read-db-secret"]["Statement"]
+            assert stmt["Resource"] == [secret["ARN"]]
+            assert set(stmt["Action"]) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+
+
+def test_autoscaling_groups(aws, first_run, vpc):
+    asg, elb, ec2 = aws("autoscaling"), aws("elbv2"), aws("ec2")
+    app_subnets = sorted(
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{P}-app-a", f"{P}-app-b"]}])["Subnets"]
+    )
+    groups = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-web", f"{P}-app"])["AutoScalingGroups"]}
+    for tier in ("web", "app"):
+        g = groups[f"{P}-{tier}"]
+        assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (2, 2, 4)
+        assert sorted(g["VPCZoneIdentifier"].split(",")) == app_subnets
+        assert g["HealthCheckType"] == "ELB"
+        assert g["HealthCheckGracePeriod"] == 300
+        tg = elb.describe_target_groups(Names=[f"{P}-{tier}"])["TargetGroups"][0]
+        assert g["TargetGroupARNs"] == [tg["TargetGroupArn"]]
+        assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{P}-{tier}"
+        tags = {t["Key"]: (t["Value"], t["PropagateAtLaunch"]) for t in g["Tags"]}
+        assert tags["Tier"] == (tier, True)
+        assert tags["Environment"] == (ENV, True)
+        assert tags["Release"] == ("0.1.0", True)
+        assert len(g["Instances"]) == 2
+        (policy,) = asg.describe_policies(AutoScalingGroupName=g["AutoScalingGroupName"])["ScalingPolicies"]
+        assert policy["PolicyType"] == "TargetTrackingScaling"
+        cfg = policy["TargetTrackingConfiguration"]
+        assert cfg["TargetValue"] == 60.0
+        assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ASGAverageCPUUtilization"
+
+
+def test_database_and_secret(aws, first_run):
+    rds = aws("rds")
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
+    assert db["Engine"] == "postgres"
+    assert db["EngineVersion"].split(".")[0] == "15"
+    assert db["DBInstanceClass"] == "db.t3.medium"
+    assert db["AllocatedStorage"] == 100
+    assert db["MaxAllocatedStorage"] > 100  # storage autoscaling
+    assert db["StorageType"] == "gp3"
+    assert db["MultiAZ"] is True
+    assert db["BackupRetentionPeriod"] == 7
+    assert db["StorageEncrypted"] is True
+    assert db["DeletionProtection"] is True
+    assert db["PubliclyAccessible"] is False
+    assert db["DBSubnetGroup"]["DBSubnetGroupName"] == f"{P}-db"
+    assert len(db["DBSubnetGroup"]["Subnets"]) == 2
+    (pg,) = db["DBParameterGroups"]
+    params = {p["ParameterName"]: p.get("ParameterValue") for p in rds.describe_db_parameters(DBParameterGroupName=pg["DBParameterGroupName"])["Parameters"]}
+    assert params["rds.force_ssl"] == "1"
+    assert params["log_min_duration_statement"] == "500"
+    (sg,) = db["VpcSecurityGroups"]
+    assert aws("ec2").describe_security_groups(GroupIds=[sg["VpcSecurityGroupId"]])["SecurityGroups"][0]["GroupName"] == f"{P}-db"
+    secret = json.loads(_secret(aws)["SecretString"])
+    assert {"username", "password", "host", "port", "dbname"} <= set(secret)
+    assert secret["host"] == db["Endpoint"]["Address"]
+    assert int(secret["port"]) == 5432
+    assert secret["dbname"] == "taskboard"
+    assert len(secret["password"]) >= 32
+
+
+def test_bucket_topic_and_alarms(aws, first_run):
+    s3 = aws("s3")
+    bucket = "threetier-local-artifacts"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(pab.values()) and len(pab) == 4
+    topics = [t["TopicArn"] for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")]
+    assert len(topics) == 1
+    alarms = {a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix=P + "-")["MetricAlarms"]}
+    want = {
+        "web-alb-5xx": "HTTPCode_ELB_5XX_Count",
+        "app-alb-5xx": "HTTPCode_ELB_5XX_Count",
+        "web-unhealthy-targets": "UnHealthyHostCount",
+        "app-unhealthy-targets": "UnHealthyHostCount",
+        "web-asg-cpu": "CPUUtilization",
+        "app-asg-cpu": "CPUUtilization",
+        "rds-cpu": "CPUUtilization",
+        "rds-free-storage": "FreeStorageSpace",
+        "rds-connections": "DatabaseConnections",
+    }
+    assert {k.removeprefix(P + "-"): a["MetricName"] for k, a in alarms.items()} == want
+    assert all(a["AlarmActions"] == topics for a in alarms.values())
+
+
+def test_run_prints_what_the_operator_needs(first_run, albs, aws):
+    out = first_run.output
+    assert f"http://{albs[f'{P}-ext']['DNSName']}/" in out
+    assert f"{P}-ext" in out and f"{P}-int" in out
+    assert f"{P}-web" in out and f"{P}-app" in out
+    assert _secret(aws)["ARN"] in out
+    db = aws("rds").describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
+    assert db["Endpoint"]["Address"] in out
+
+
+def test_second_run_changes_nothing(kit, first_run):
+    run = kit.playbook("site.yml", *EXTRA)
+    RUNS.append(run)
+    assert run.rc == 0, run.output[-4000:]
+    assert run.recap()["changed"] == 0, run.output[-8000:]
+
+
+def test_drift_is_repaired(kit, aws, first_run, vpc):
+    ec2, asg, elb = aws("ec2"), aws("autoscaling"), aws("elbv2")
+    web = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{P}-web"]}])["SecurityGroups"][0]
+    ec2.authorize_security_group_ingress(
+        GroupId=web["GroupId"],
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    asg.update_auto_scaling_group(AutoScalingGroupName=f"{P}-app", MaxSize=9)
+    tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
+    elb.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckIntervalSeconds=60)
+    elb.modify_target_group_attributes(
+        TargetGroupArn=tg["TargetGroupArn"], Attributes=[{"Key": "slow_start.duration_seconds", "Value": "0"}]
+    )
+    run = kit.playbook("site.yml", *EXTRA)
+    RUNS.append(run)
+    assert run.rc == 0, run.output[-4000:]
+    assert run.recap()["changed"] >= 4
+    web = ec2.describe_security_groups(GroupIds=[web["GroupId"]])["SecurityGroups"][0]
+    assert [p["FromPort"] for p in web["IpPermissions"]] == [80]
+    assert asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-app"])["AutoScalingGroups"][0]["MaxSize"] == 4
+    tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
+    assert tg["HealthCheckIntervalSeconds"] == 15
+    attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+    assert attrs["slow_start.duration_seconds"] == "30"
+
+
+def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
+    graph = kit.inventory_graph("inventories/production/aws_ec2.yml")
+    groups = {}
+    current = None
+    for line in graph.splitlines():
+        name = line.strip().lstrip("|-@").rstrip(":")
+        if line.strip().startswith("|--@") or line.startswith("@"):
+            current = name
+            groups[current] = set()
+        elif current and name:
+            groups[current].add(name)
+    for tier in ("web", "app"):
+        (g,) = aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])["AutoScalingGroups"]
+        ids = {i["InstanceId"] for i in g["Instances"]}
+        assert len(ids) == 2
+        assert groups[f"tier_{tier}"] == ids, graph
+    assert groups["env_production"] == groups["tier_web"] | groups["tier_app"]
+
+
+def test_password_never_in_any_output(aws, first_run):
+    password = json.loads(_secret(aws)["SecretString"])["password"]
+    assert RUNS
+    for run in RUNS:
+        assert password not in run.output
+
+
+def test_teardown_refuses_production_without_confirmation(kit, aws, first_run):
+    run = kit.playbook("teardown.yml", *EXTRA)
+    assert run.rc != 0
+    assert "aws_teardown_confirm" in run.output
+    assert aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{P}-vpc"]}])["Vpcs"]
+    assert aws("rds").describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"]
+
+
+def test_teardown_removes_everything(kit, aws, moto, first_run):
+    run = kit.playbook("teardown.yml", *EXTRA, "-e", f"aws_teardown_confirm={P}")
+    RUNS.append(run)
+    assert run.rc == 0, run.output[-6000:]
+    ec2 = aws("ec2")
+    assert not ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["threetier"]}, {"Name": "tag:Environment", "Values": [ENV]}])["Vpcs"]
+    assert not [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"]
+    assert not ec2.describe_addresses()["Addresses"], "the NAT's elastic IP is released"
+    assert not [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith(P)]
+    assert not ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [f"{P}-web", f"{P}-app"]}])["LaunchTemplates"]
+    assert not aws("elbv2").describe_load_balancers()["LoadBalancers"]
+    assert not aws("elbv2").describe_target_groups()["TargetGroups"]
+    assert not aws("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith(P)]
+    assert not [p for p in aws("iam").list_instance_profiles()["InstanceProfiles"] if p["InstanceProfileName"].startswith(P)]
+    assert not aws("rds").describe_db_instances()["DBInstances"]
+    assert not [g for g in aws("rds").describe_db_subnet_groups()["DBSubnetGroups"] if g["DBSubnetGroupName"].startswith(P)]
+    assert not [g for g in aws("rds").describe_db_parameter_groups()["DBParameterGroups"] if g["DBParameterGroupName"].startswith(P)]
+    assert not aws("secretsmanager").list_secrets()["SecretList"]
+    assert not [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == "threetier-local-artifacts"]
+    assert not [t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")]
+    assert not aws("cloudwatch").describe_alarms(AlarmNamePrefix=P)["MetricAlarms"]
+    # production keeps a final snapshot of its database, on purpose
+    snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
+    assert [s["DBSnapshotIdentifier"].startswith(f"{P}-db-final") for s in snaps] == [True]
+    # a second teardown finds nothing to do
+    again = kit.playbook("teardown.yml", *EXTRA, "-e", f"aws_teardown_confirm={P}")
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0
