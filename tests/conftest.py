@@ -48,7 +48,7 @@ class Moto:
             return ""
         # request lines are noise (4xx are the normal "not found" answers);
         # keep server errors and everything that is not a request line
-        kept = [x for x in text if '"POST ' not in x and '"GET ' not in x or '" 50' in x]
+        kept = [x for x in text if ('"POST ' not in x and '"GET ' not in x) or '" 50' in x]
         return "\n".join(kept[-lines:])
 
 
@@ -100,7 +100,9 @@ class Run:
 
     def recap(self) -> dict[str, int]:
         """The PLAY RECAP counters of localhost (last recap line)."""
-        line = [x for x in self.output.splitlines() if x.startswith("localhost ") and "ok=" in x][-1]
+        line = [x for x in self.output.splitlines() if x.startswith("localhost ") and "ok=" in x][
+            -1
+        ]
         return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
 
 
@@ -130,7 +132,9 @@ class Kit:
         for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
             self.env.pop(var, None)
 
-    def playbook(self, playbook: str, *extra: str, inventory: str = "inventories/local", timeout=900) -> Run:
+    def playbook(
+        self, playbook: str, *extra: str, inventory: str = "inventories/local", timeout=900
+    ) -> Run:
         args = ["ansible-playbook", "-i", inventory, f"playbooks/{playbook}", *extra]
         start = time.monotonic()
         proc = subprocess.run(
@@ -158,6 +162,22 @@ class Kit:
             check=True,
         )
         return proc.stdout
+
+
+def parse_graph(text: str) -> dict[str, set[str]]:
+    """`ansible-inventory --graph` output -> group -> its hosts (direct)."""
+    groups: dict[str, set[str]] = {}
+    current = None
+    for line in text.splitlines():
+        name = line.strip().lstrip("|-").strip()
+        if not name:
+            continue
+        if name.startswith("@"):
+            current = name[1:].rstrip(":")
+            groups.setdefault(current, set())
+        elif current:
+            groups[current].add(name)
+    return groups
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import base64
 import json
 
 import pytest
+from conftest import parse_graph
 
 REGION = "eu-west-1"
 ENV = "production"
@@ -59,8 +60,12 @@ def test_network(aws, vpc):
     ec2 = aws("ec2")
     vid = vpc["VpcId"]
     assert vpc["CidrBlock"] == "10.0.0.0/16"
-    assert ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")["EnableDnsHostnames"]["Value"]
-    subnets = by_name(ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"])
+    assert ec2.describe_vpc_attribute(VpcId=vid, Attribute="enableDnsHostnames")[
+        "EnableDnsHostnames"
+    ]["Value"]
+    subnets = by_name(
+        ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"]
+    )
     want = {
         "public-a": ("10.0.1.0/24", "a"),
         "public-b": ("10.0.2.0/24", "b"),
@@ -69,17 +74,28 @@ def test_network(aws, vpc):
         "db-a": ("10.0.5.0/24", "a"),
         "db-b": ("10.0.6.0/24", "b"),
     }
-    assert {k.removeprefix(P + "-"): (s["CidrBlock"], s["AvailabilityZone"][-1]) for k, s in subnets.items()} == want
+    assert {
+        k.removeprefix(P + "-"): (s["CidrBlock"], s["AvailabilityZone"][-1])
+        for k, s in subnets.items()
+    } == want
     assert all(s["AvailabilityZone"].startswith(REGION) for s in subnets.values())
     sid = {k.removeprefix(P + "-"): s["SubnetId"] for k, s in subnets.items()}
 
-    igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vid]}])["InternetGateways"]
+    igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vid]}])[
+        "InternetGateways"
+    ]
     assert len(igws) == 1
-    nats = [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["VpcId"] == vid and n["State"] == "available"]
+    nats = [
+        n
+        for n in ec2.describe_nat_gateways()["NatGateways"]
+        if n["VpcId"] == vid and n["State"] == "available"
+    ]
     assert [n["SubnetId"] for n in nats] == [sid["public-a"]], "one NAT gateway, in public-a"
     assert nats[0]["NatGatewayAddresses"][0].get("AllocationId")
 
-    tables = by_name(ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"])
+    tables = by_name(
+        ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"]
+    )
 
     def default_route(t):
         routes = [r for r in t["Routes"] if r.get("DestinationCidrBlock") == "0.0.0.0/0"]
@@ -104,9 +120,9 @@ def test_network(aws, vpc):
 def test_security_groups_chain_exactly(aws, vpc):
     groups = {
         g["GroupName"]: g
-        for g in aws("ec2").describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])[
-            "SecurityGroups"
-        ]
+        for g in aws("ec2").describe_security_groups(
+            Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+        )["SecurityGroups"]
     }
     gid = {k.removeprefix(P + "-"): g["GroupId"] for k, g in groups.items()}
 
@@ -120,7 +136,10 @@ def test_security_groups_chain_exactly(aws, vpc):
                 out.add((p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), *s))
         return out
 
-    assert rules("alb-ext") == {("tcp", 80, 80, "cidr", "0.0.0.0/0"), ("tcp", 443, 443, "cidr", "0.0.0.0/0")}
+    assert rules("alb-ext") == {
+        ("tcp", 80, 80, "cidr", "0.0.0.0/0"),
+        ("tcp", 443, 443, "cidr", "0.0.0.0/0"),
+    }
     assert rules("web") == {("tcp", 80, 80, "sg", gid["alb-ext"])}
     assert rules("alb-int") == {("tcp", 5000, 5000, "sg", gid["web"])}
     assert rules("app") == {("tcp", 5000, 5000, "sg", gid["alb-int"])}
@@ -128,14 +147,19 @@ def test_security_groups_chain_exactly(aws, vpc):
     # no SSH, from anywhere, into anything of the kit
     for g in groups.values():
         for p in g["IpPermissions"]:
-            assert not (p.get("FromPort") is not None and p["FromPort"] <= 22 <= p["ToPort"]), g["GroupName"]
+            assert not (p.get("FromPort") is not None and p["FromPort"] <= 22 <= p["ToPort"]), g[
+                "GroupName"
+            ]
             assert p["IpProtocol"] != "-1", g["GroupName"]
 
 
 @pytest.fixture(scope="module")
 def albs(first_run, aws):
     elb = aws("elbv2")
-    lbs = {x["LoadBalancerName"]: x for x in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]}
+    lbs = {
+        x["LoadBalancerName"]: x
+        for x in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]
+    }
     return lbs
 
 
@@ -143,14 +167,19 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
     elb, ec2 = aws("elbv2"), aws("ec2")
     sub = {
         s["SubnetId"]: {t["Key"]: t["Value"] for t in s["Tags"]}["Name"].removeprefix(P + "-")
-        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])[
+            "Subnets"
+        ]
     }
     ext, int_ = albs[f"{P}-ext"], albs[f"{P}-int"]
     assert ext["Scheme"] == "internet-facing"
     assert int_["Scheme"] == "internal"
     assert sorted(sub[z["SubnetId"]] for z in ext["AvailabilityZones"]) == ["public-a", "public-b"]
     assert sorted(sub[z["SubnetId"]] for z in int_["AvailabilityZones"]) == ["app-a", "app-b"]
-    tgs = {t["TargetGroupName"]: t for t in elb.describe_target_groups(Names=[f"{P}-web", f"{P}-app"])["TargetGroups"]}
+    tgs = {
+        t["TargetGroupName"]: t
+        for t in elb.describe_target_groups(Names=[f"{P}-web", f"{P}-app"])["TargetGroups"]
+    }
     for name, port in ((f"{P}-web", 80), (f"{P}-app", 5000)):
         tg = tgs[name]
         assert (tg["Protocol"], tg["Port"], tg["VpcId"]) == ("HTTP", port, vpc["VpcId"])
@@ -160,7 +189,12 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         assert tg["HealthyThresholdCount"] == 2
         assert tg["UnhealthyThresholdCount"] == 3
         assert tg["Matcher"]["HttpCode"] == "200"
-        attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+        attrs = {
+            a["Key"]: a["Value"]
+            for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
+                "Attributes"
+            ]
+        }
         assert attrs["deregistration_delay.timeout_seconds"] == "30"
         assert attrs["slow_start.duration_seconds"] == "30"
     # no certificate given: HTTP on 80 forwarding to web; internal 5000 to app
@@ -171,7 +205,12 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
     assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
     assert l_int["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-app"]["TargetGroupArn"]
     for lb in (ext, int_):
-        attrs = {a["Key"]: a["Value"] for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])["Attributes"]}
+        attrs = {
+            a["Key"]: a["Value"]
+            for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])[
+                "Attributes"
+            ]
+        }
         assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
         assert attrs["idle_timeout.timeout_seconds"] == "60"
 
@@ -185,10 +224,12 @@ def test_launch_templates_and_instance_profiles(aws, albs):
     secret = _secret(aws)
     password = json.loads(secret["SecretString"])["password"]
     for tier, itype in (("web", "t3.small"), ("app", "t3.medium")):
-        lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"{P}-{tier}"])["LaunchTemplates"][0]
-        data = ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Latest"])[
-            "LaunchTemplateVersions"
-        ][0]["LaunchTemplateData"]
+        lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"{P}-{tier}"])["LaunchTemplates"][
+            0
+        ]
+        data = ec2.describe_launch_template_versions(
+            LaunchTemplateId=lt["LaunchTemplateId"], Versions=["$Latest"]
+        )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
         assert data["InstanceType"] == itype
         assert data["MetadataOptions"]["HttpTokens"] == "required"
         assert data["MetadataOptions"]["HttpEndpoint"] == "enabled"
@@ -224,16 +265,26 @@ def test_launch_templates_and_instance_profiles(aws, albs):
         if tier == "app":
             (stmt,) = policies["read-db-secret"]["Statement"]
             assert stmt["Resource"] == [secret["ARN"]]
-            assert set(stmt["Action"]) == {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+            assert set(stmt["Action"]) == {
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+            }
 
 
 def test_autoscaling_groups(aws, first_run, vpc):
     asg, elb, ec2 = aws("autoscaling"), aws("elbv2"), aws("ec2")
     app_subnets = sorted(
         s["SubnetId"]
-        for s in ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{P}-app-a", f"{P}-app-b"]}])["Subnets"]
+        for s in ec2.describe_subnets(
+            Filters=[{"Name": "tag:Name", "Values": [f"{P}-app-a", f"{P}-app-b"]}]
+        )["Subnets"]
     )
-    groups = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-web", f"{P}-app"])["AutoScalingGroups"]}
+    groups = {
+        g["AutoScalingGroupName"]: g
+        for g in asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-web", f"{P}-app"])[
+            "AutoScalingGroups"
+        ]
+    }
     for tier in ("web", "app"):
         g = groups[f"{P}-{tier}"]
         assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (2, 2, 4)
@@ -248,11 +299,16 @@ def test_autoscaling_groups(aws, first_run, vpc):
         assert tags["Environment"] == (ENV, True)
         assert tags["Release"] == ("0.1.0", True)
         assert len(g["Instances"]) == 2
-        (policy,) = asg.describe_policies(AutoScalingGroupName=g["AutoScalingGroupName"])["ScalingPolicies"]
+        (policy,) = asg.describe_policies(AutoScalingGroupName=g["AutoScalingGroupName"])[
+            "ScalingPolicies"
+        ]
         assert policy["PolicyType"] == "TargetTrackingScaling"
         cfg = policy["TargetTrackingConfiguration"]
         assert cfg["TargetValue"] == 60.0
-        assert cfg["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ASGAverageCPUUtilization"
+        assert (
+            cfg["PredefinedMetricSpecification"]["PredefinedMetricType"]
+            == "ASGAverageCPUUtilization"
+        )
 
 
 def test_database_and_secret(aws, first_run):
@@ -272,11 +328,21 @@ def test_database_and_secret(aws, first_run):
     assert db["DBSubnetGroup"]["DBSubnetGroupName"] == f"{P}-db"
     assert len(db["DBSubnetGroup"]["Subnets"]) == 2
     (pg,) = db["DBParameterGroups"]
-    params = {p["ParameterName"]: p.get("ParameterValue") for p in rds.describe_db_parameters(DBParameterGroupName=pg["DBParameterGroupName"])["Parameters"]}
+    params = {
+        p["ParameterName"]: p.get("ParameterValue")
+        for p in rds.describe_db_parameters(DBParameterGroupName=pg["DBParameterGroupName"])[
+            "Parameters"
+        ]
+    }
     assert params["rds.force_ssl"] == "1"
     assert params["log_min_duration_statement"] == "500"
     (sg,) = db["VpcSecurityGroups"]
-    assert aws("ec2").describe_security_groups(GroupIds=[sg["VpcSecurityGroupId"]])["SecurityGroups"][0]["GroupName"] == f"{P}-db"
+    assert (
+        aws("ec2").describe_security_groups(GroupIds=[sg["VpcSecurityGroupId"]])["SecurityGroups"][
+            0
+        ]["GroupName"]
+        == f"{P}-db"
+    )
     secret = json.loads(_secret(aws)["SecretString"])
     assert {"username", "password", "host", "port", "dbname"} <= set(secret)
     assert secret["host"] == db["Endpoint"]["Address"]
@@ -292,10 +358,18 @@ def test_bucket_topic_and_alarms(aws, first_run):
     enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    assert all(pab.values()) and len(pab) == 4
-    topics = [t["TopicArn"] for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")]
+    assert len(pab) == 4
+    assert all(pab.values())
+    topics = [
+        t["TopicArn"]
+        for t in aws("sns").list_topics()["Topics"]
+        if t["TopicArn"].endswith(f":{P}-alarms")
+    ]
     assert len(topics) == 1
-    alarms = {a["AlarmName"]: a for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix=P + "-")["MetricAlarms"]}
+    alarms = {
+        a["AlarmName"]: a
+        for a in aws("cloudwatch").describe_alarms(AlarmNamePrefix=P + "-")["MetricAlarms"]
+    }
     want = {
         "web-alb-5xx": "HTTPCode_ELB_5XX_Count",
         "app-alb-5xx": "HTTPCode_ELB_5XX_Count",
@@ -314,8 +388,8 @@ def test_bucket_topic_and_alarms(aws, first_run):
 def test_run_prints_what_the_operator_needs(first_run, albs, aws):
     out = first_run.output
     assert f"http://{albs[f'{P}-ext']['DNSName']}/" in out
-    assert f"{P}-ext" in out and f"{P}-int" in out
-    assert f"{P}-web" in out and f"{P}-app" in out
+    for name in ("ext", "int", "web", "app"):
+        assert f"{P}-{name}" in out
     assert _secret(aws)["ARN"] in out
     db = aws("rds").describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
     assert db["Endpoint"]["Address"] in out
@@ -330,16 +404,26 @@ def test_second_run_changes_nothing(kit, first_run):
 
 def test_drift_is_repaired(kit, aws, first_run, vpc):
     ec2, asg, elb = aws("ec2"), aws("autoscaling"), aws("elbv2")
-    web = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{P}-web"]}])["SecurityGroups"][0]
+    web = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [f"{P}-web"]}])[
+        "SecurityGroups"
+    ][0]
     ec2.authorize_security_group_ingress(
         GroupId=web["GroupId"],
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            }
+        ],
     )
     asg.update_auto_scaling_group(AutoScalingGroupName=f"{P}-app", MaxSize=9)
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
     elb.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckIntervalSeconds=60)
     elb.modify_target_group_attributes(
-        TargetGroupArn=tg["TargetGroupArn"], Attributes=[{"Key": "slow_start.duration_seconds", "Value": "0"}]
+        TargetGroupArn=tg["TargetGroupArn"],
+        Attributes=[{"Key": "slow_start.duration_seconds", "Value": "0"}],
     )
     run = kit.playbook("site.yml", *EXTRA)
     RUNS.append(run)
@@ -347,26 +431,30 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
     assert run.recap()["changed"] >= 4
     web = ec2.describe_security_groups(GroupIds=[web["GroupId"]])["SecurityGroups"][0]
     assert [p["FromPort"] for p in web["IpPermissions"]] == [80]
-    assert asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-app"])["AutoScalingGroups"][0]["MaxSize"] == 4
+    assert (
+        asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-app"])["AutoScalingGroups"][
+            0
+        ]["MaxSize"]
+        == 4
+    )
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
     assert tg["HealthCheckIntervalSeconds"] == 15
-    attrs = {a["Key"]: a["Value"] for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])["Attributes"]}
+    attrs = {
+        a["Key"]: a["Value"]
+        for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
+            "Attributes"
+        ]
+    }
     assert attrs["slow_start.duration_seconds"] == "30"
 
 
 def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
     graph = kit.inventory_graph("inventories/production/aws_ec2.yml")
-    groups = {}
-    current = None
-    for line in graph.splitlines():
-        name = line.strip().lstrip("|-@").rstrip(":")
-        if line.strip().startswith("|--@") or line.startswith("@"):
-            current = name
-            groups[current] = set()
-        elif current and name:
-            groups[current].add(name)
+    groups = parse_graph(graph)
     for tier in ("web", "app"):
-        (g,) = aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])["AutoScalingGroups"]
+        (g,) = aws("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[f"{P}-{tier}"]
+        )["AutoScalingGroups"]
         ids = {i["InstanceId"] for i in g["Instances"]}
         assert len(ids) == 2
         assert groups[f"tier_{tier}"] == ids, graph
@@ -393,22 +481,47 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     RUNS.append(run)
     assert run.rc == 0, run.output[-6000:]
     ec2 = aws("ec2")
-    assert not ec2.describe_vpcs(Filters=[{"Name": "tag:Project", "Values": ["threetier"]}, {"Name": "tag:Environment", "Values": [ENV]}])["Vpcs"]
+    assert not ec2.describe_vpcs(
+        Filters=[
+            {"Name": "tag:Project", "Values": ["threetier"]},
+            {"Name": "tag:Environment", "Values": [ENV]},
+        ]
+    )["Vpcs"]
     assert not [n for n in ec2.describe_nat_gateways()["NatGateways"] if n["State"] != "deleted"]
     assert not ec2.describe_addresses()["Addresses"], "the NAT's elastic IP is released"
-    assert not [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith(P)]
-    assert not ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [f"{P}-web", f"{P}-app"]}])["LaunchTemplates"]
+    assert not [
+        g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith(P)
+    ]
+    assert not ec2.describe_launch_templates(
+        Filters=[{"Name": "launch-template-name", "Values": [f"{P}-web", f"{P}-app"]}]
+    )["LaunchTemplates"]
     assert not aws("elbv2").describe_load_balancers()["LoadBalancers"]
     assert not aws("elbv2").describe_target_groups()["TargetGroups"]
     assert not aws("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
     assert not [r for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith(P)]
-    assert not [p for p in aws("iam").list_instance_profiles()["InstanceProfiles"] if p["InstanceProfileName"].startswith(P)]
+    assert not [
+        p
+        for p in aws("iam").list_instance_profiles()["InstanceProfiles"]
+        if p["InstanceProfileName"].startswith(P)
+    ]
     assert not aws("rds").describe_db_instances()["DBInstances"]
-    assert not [g for g in aws("rds").describe_db_subnet_groups()["DBSubnetGroups"] if g["DBSubnetGroupName"].startswith(P)]
-    assert not [g for g in aws("rds").describe_db_parameter_groups()["DBParameterGroups"] if g["DBParameterGroupName"].startswith(P)]
+    assert not [
+        g
+        for g in aws("rds").describe_db_subnet_groups()["DBSubnetGroups"]
+        if g["DBSubnetGroupName"].startswith(P)
+    ]
+    assert not [
+        g
+        for g in aws("rds").describe_db_parameter_groups()["DBParameterGroups"]
+        if g["DBParameterGroupName"].startswith(P)
+    ]
     assert not aws("secretsmanager").list_secrets()["SecretList"]
-    assert not [b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == "threetier-local-artifacts"]
-    assert not [t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")]
+    assert not [
+        b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == "threetier-local-artifacts"
+    ]
+    assert not [
+        t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")
+    ]
     assert not aws("cloudwatch").describe_alarms(AlarmNamePrefix=P)["MetricAlarms"]
     # production keeps a final snapshot of its database, on purpose
     snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]

@@ -30,7 +30,9 @@ def listener_summary(listeners, tg_arns=None):
         # (moto reports a policy on plain HTTP listeners too: only HTTPS has one)
         policy = (lst.get("ssl_policy") or lst.get("SslPolicy") or "") if proto == "HTTPS" else ""
         certs = lst.get("certificates") or lst.get("Certificates") or []
-        cert = ",".join(sorted((c.get("certificate_arn") or c.get("CertificateArn") or "") for c in certs))
+        cert = ",".join(
+            sorted((c.get("certificate_arn") or c.get("CertificateArn") or "") for c in certs)
+        )
         actions = lst.get("default_actions") or lst.get("DefaultActions") or []
         acts = ";".join(_action(a, tg_arns) for a in actions)
         out.append(f"{port}/{proto}/{policy}/{cert}/{acts}")

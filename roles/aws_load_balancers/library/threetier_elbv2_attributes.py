@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: E402, C408, SIM105  (Ansible module layout)
 # Copyright: threetier contributors
 """Set attributes of an ELBv2 target group or load balancer, only those that differ."""
 
@@ -50,15 +51,17 @@ def main():
     elb = module.client("elbv2")
     arn = module.params["arn"]
     is_lb = ":loadbalancer/" in arn
-    describe = elb.describe_load_balancer_attributes if is_lb else elb.describe_target_group_attributes
+    describe = (
+        elb.describe_load_balancer_attributes if is_lb else elb.describe_target_group_attributes
+    )
     modify = elb.modify_load_balancer_attributes if is_lb else elb.modify_target_group_attributes
     key = {"LoadBalancerArn": arn} if is_lb else {"TargetGroupArn": arn}
-    want = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in module.params["attributes"].items()}
+    want = {
+        k: str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in module.params["attributes"].items()
+    }
     try:
-        have = {
-            a["Key"]: a["Value"]
-            for a in describe(**key)["Attributes"]
-        }
+        have = {a["Key"]: a["Value"] for a in describe(**key)["Attributes"]}
         diff = {k: v for k, v in want.items() if have.get(k) != v}
         if diff and not module.check_mode:
             modify(**key, Attributes=[{"Key": k, "Value": v} for k, v in diff.items()])

@@ -18,6 +18,7 @@ def sg_flat_rules(ports, cidrs=None, group_id=None):
 
 def sg_same_rules(have, want):
     """True when both lists hold the same rules, in any order."""
+
     def key(r):
         return tuple(sorted((k, str(v)) for k, v in r.items()))
 

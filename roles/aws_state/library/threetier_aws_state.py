@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# ruff: noqa: E402, C408  (Ansible module layout)
 # Copyright: threetier contributors
 """Describe every AWS resource of one threetier environment in a single call."""
 
@@ -24,8 +25,16 @@ options:
   vpc_name: {description: Name tag of the VPC., type: str, required: true}
   target_group_names: {description: Target group names., type: list, elements: str, default: []}
   load_balancer_names: {description: ALB names., type: list, elements: str, default: []}
-  iam_role_names: {description: IAM role names (instance profiles share the name)., type: list, elements: str, default: []}
-  launch_template_names: {description: Launch template names., type: list, elements: str, default: []}
+  iam_role_names:
+    description: IAM role names (instance profiles share the name).
+    type: list
+    elements: str
+    default: []
+  launch_template_names:
+    description: Launch template names.
+    type: list
+    elements: str
+    default: []
   autoscaling_group_names: {description: ASG names., type: list, elements: str, default: []}
   db_instance_identifier: {description: RDS instance id., type: str}
   db_subnet_group_name: {description: RDS subnet group., type: str}
@@ -56,9 +65,8 @@ state:
 """
 
 import json
-from urllib.parse import unquote
-
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
 
 try:
     import boto3
@@ -196,7 +204,10 @@ class State:
         vpc = vpcs[0]
         vid = vpc["VpcId"]
         attr = {}
-        for a, k in (("enableDnsHostnames", "EnableDnsHostnames"), ("enableDnsSupport", "EnableDnsSupport")):
+        for a, k in (
+            ("enableDnsHostnames", "EnableDnsHostnames"),
+            ("enableDnsSupport", "EnableDnsSupport"),
+        ):
             attr[a] = self.call(ec2, "describe_vpc_attribute", VpcId=vid, Attribute=a)[k]["Value"]
         out["vpc"] = {
             "id": vid,
@@ -225,7 +236,7 @@ class State:
         nats = self.call(
             ec2,
             "describe_nat_gateways",
-            Filters=vf + [{"Name": "state", "Values": ["pending", "available"]}],
+            Filters=[*vf, {"Name": "state", "Values": ["pending", "available"]}],
         )["NatGateways"]
         for n in nats:
             out["nat_gateways"][n["SubnetId"]] = {
@@ -261,7 +272,7 @@ class State:
         eps = self.call(
             ec2,
             "describe_vpc_endpoints",
-            Filters=vf + [{"Name": "vpc-endpoint-state", "Values": ["pending", "available"]}],
+            Filters=[*vf, {"Name": "vpc-endpoint-state", "Values": ["pending", "available"]}],
         )
         for e in (eps or {}).get("VpcEndpoints", []):
             out["vpc_endpoints"][e["ServiceName"]] = {
@@ -344,12 +355,11 @@ class State:
                 "assume_role_policy": trust,
                 "tags": tags_of(tags),
                 "inline_policies": inline,
-                "managed_policy_arns": sorted(
-                    p["PolicyArn"] for p in attached["AttachedPolicies"]
-                ),
+                "managed_policy_arns": sorted(p["PolicyArn"] for p in attached["AttachedPolicies"]),
                 "instance_profile_arn": profile["InstanceProfile"]["Arn"] if profile else None,
                 "instance_profile_roles": sorted(
-                    x["RoleName"] for x in (profile or {}).get("InstanceProfile", {}).get("Roles", [])
+                    x["RoleName"]
+                    for x in (profile or {}).get("InstanceProfile", {}).get("Roles", [])
                 ),
             }
         out["launch_templates"] = {}
@@ -387,7 +397,9 @@ class State:
                     s for s in g.get("VPCZoneIdentifier", "").split(",") if s
                 )
                 pols = self.call(
-                    "autoscaling", "describe_policies", AutoScalingGroupName=g["AutoScalingGroupName"]
+                    "autoscaling",
+                    "describe_policies",
+                    AutoScalingGroupName=g["AutoScalingGroupName"],
                 )["ScalingPolicies"]
                 item["policies"] = {p["PolicyName"]: snake(p) for p in pols}
                 out["autoscaling_groups"][g["AutoScalingGroupName"]] = item
@@ -400,7 +412,9 @@ class State:
         out["secret"] = {}
         if self.p["db_instance_identifier"]:
             r = self.call(
-                "rds", "describe_db_instances", DBInstanceIdentifier=self.p["db_instance_identifier"]
+                "rds",
+                "describe_db_instances",
+                DBInstanceIdentifier=self.p["db_instance_identifier"],
             )
             if r and r["DBInstances"]:
                 db = r["DBInstances"][0]
@@ -430,7 +444,9 @@ class State:
                     for p in page["Parameters"]:
                         if "ParameterValue" in p:
                             params[p["ParameterName"]] = p["ParameterValue"]
-                tags = self.call("rds", "list_tags_for_resource", ResourceName=g["DBParameterGroupArn"])
+                tags = self.call(
+                    "rds", "list_tags_for_resource", ResourceName=g["DBParameterGroupArn"]
+                )
                 out["db_parameter_group"] = {
                     "name": name,
                     "tags": tags_of(tags or {}, "TagList"),
@@ -527,7 +543,7 @@ def main():
     results = [{} for _ in parts]
     # The five parts touch different services: run them side by side.
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-        for f in [pool.submit(part, out) for part, out in zip(parts, results)]:
+        for f in [pool.submit(part, out) for part, out in zip(parts, results, strict=True)]:
             f.result()
     state = {}
     for r in results:

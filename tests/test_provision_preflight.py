@@ -1,0 +1,67 @@
+"""The pre-flight play: each mistake stops the run with a message naming the
+variable, before any AWS call (nothing of the environment exists after)."""
+
+from __future__ import annotations
+
+import pytest
+
+ENV = "dev"
+BASE = ("-e", f"threetier_environment={ENV}", "-e", "threetier_profile=dev")
+
+CASES = {
+    "overlapping subnets": (
+        ["-e", "aws_network_app_b_cidr=10.0.3.128/25"],
+        "aws_network_app_a_cidr: 10.0.3.0/24 overlaps aws_network_app_b_cidr: 10.0.3.128/25",
+    ),
+    "subnet outside the VPC": (
+        ["-e", "aws_network_db_b_cidr=10.1.6.0/24"],
+        "aws_network_db_b_cidr: 10.1.6.0/24 is outside the VPC's 10.0.0.0/16"
+        " (aws_network_vpc_cidr)",
+    ),
+    "min above desired": (
+        ["-e", "aws_autoscaling_web_min_size=3", "-e", "aws_autoscaling_web_desired_capacity=2"],
+        "aws_autoscaling_web_min_size (3) must not exceed aws_autoscaling_web_desired_capacity (2)",
+    ),
+    "desired above max": (
+        ["-e", "aws_autoscaling_app_desired_capacity=5"],
+        "aws_autoscaling_app_desired_capacity (5) must not exceed aws_autoscaling_app_max_size (2)",
+    ),
+    "unknown environment": (
+        ["-e", "threetier_environment=prod"],
+        'threetier_environment: unknown environment "prod"',
+    ),
+    "unknown profile": (
+        ["-e", "threetier_profile=huge"],
+        'threetier_profile: unknown profile "huge"',
+    ),
+    "missing bucket": (
+        ["-e", "aws_artifacts_bucket_name="],
+        "missing required variable(s): aws_artifacts_bucket_name",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_preflight_mistake_stops_before_any_aws_call(kit, moto, case):
+    extra, message = CASES[case]
+    requests_before = moto.log.read_text(errors="replace").count('"POST ')
+    run = kit.playbook("site.yml", *BASE, *extra)
+    assert run.rc != 0
+    assert message in run.output, run.output[-3000:]
+    assert "aws_preflight" in run.output
+    # nothing called AWS: the emulator saw no request, nothing of dev exists
+    assert moto.log.read_text(errors="replace").count('"POST ') == requests_before
+    vpcs = moto.client("ec2").describe_vpcs(Filters=[{"Name": "tag:Environment", "Values": [ENV]}])[
+        "Vpcs"
+    ]
+    assert vpcs == []
+
+
+def test_production_inventory_needs_an_ami(kit, moto):
+    """Against AWS (no emulator switch) the AMI is required; the pre-flight
+    play says so before any call (none could succeed here anyway)."""
+    run = kit.playbook("site.yml", inventory="inventories/production")
+    assert run.rc != 0
+    assert "missing required variable(s): aws_launch_templates_ami_id" in run.output, run.output[
+        -3000:
+    ]

@@ -1,0 +1,78 @@
+"""A second environment beside the first: staging with the dev profile (one
+instance per tier, single-AZ database, no deletion protection), found by the
+staging dynamic inventory, then torn down without confirmation."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import parse_graph
+
+REGION = "eu-west-1"
+ENV = "staging"
+P = f"threetier-{ENV}"
+EXTRA = (
+    "-e",
+    f"threetier_environment={ENV}",
+    "-e",
+    "threetier_profile=dev",
+    "-e",
+    f"aws_region={REGION}",
+    "-e",
+    "aws_artifacts_bucket_name=threetier-staging-test-artifacts",
+)
+
+
+@pytest.fixture(scope="module")
+def staging(kit):
+    run = kit.playbook("site.yml", *EXTRA)
+    assert run.rc == 0, run.output[-6000:]
+    return run
+
+
+def test_dev_profile_sizes(staging, moto):
+    asg = moto.client("autoscaling", REGION)
+    for tier in ("web", "app"):
+        (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
+            "AutoScalingGroups"
+        ]
+        assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (1, 1, 2)
+        assert len(g["Instances"]) == 1
+    db = moto.client("rds", REGION).describe_db_instances(DBInstanceIdentifier=f"{P}-db")[
+        "DBInstances"
+    ][0]
+    assert db["MultiAZ"] is False
+    assert db["DeletionProtection"] is False
+
+
+def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
+    graph = kit.inventory_graph("inventories/staging/aws_ec2.yml")
+    asg = moto.client("autoscaling", REGION)
+    for tier in ("web", "app"):
+        (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
+            "AutoScalingGroups"
+        ]
+        (instance,) = [i["InstanceId"] for i in g["Instances"]]
+        assert parse_graph(graph)[f"tier_{tier}"] == {instance}, graph
+    assert "env_staging" in parse_graph(graph)
+    assert "env_production" not in graph
+
+
+def test_staging_teardown_needs_no_confirmation(staging, kit, moto):
+    run = kit.playbook("teardown.yml", *EXTRA)
+    assert run.rc == 0, run.output[-6000:]
+    ec2 = moto.client("ec2", REGION)
+    assert not ec2.describe_vpcs(Filters=[{"Name": "tag:Environment", "Values": [ENV]}])["Vpcs"]
+    assert not [
+        g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith(P)
+    ]
+    asg = moto.client("autoscaling", REGION)
+    assert not asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-web", f"{P}-app"])[
+        "AutoScalingGroups"
+    ]
+    rds = moto.client("rds", REGION)
+    assert not [
+        d
+        for d in rds.describe_db_instances()["DBInstances"]
+        if d["DBInstanceIdentifier"] == f"{P}-db"
+    ]
+    assert not rds.describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
