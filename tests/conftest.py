@@ -4,6 +4,7 @@ a runner for ansible-playbook / ansible-inventory pointed at it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -169,7 +170,7 @@ def parse_graph(text: str) -> dict[str, set[str]]:
     groups: dict[str, set[str]] = {}
     current = None
     for line in text.splitlines():
-        name = line.strip().lstrip("|-").strip()
+        name = re.sub(r"^[\s|-]*", "", line).strip()
         if not name:
             continue
         if name.startswith("@"):

@@ -57,6 +57,37 @@ def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
     assert "env_production" not in graph
 
 
+def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
+    acm = moto.client("acm", REGION)
+    cert = acm.request_certificate(DomainName="taskboard.example.org")["CertificateArn"]
+    run = kit.playbook(
+        "load_balancers.yml", *EXTRA, "-e", f"aws_load_balancers_certificate_arn={cert}"
+    )
+    assert run.rc == 0, run.output[-4000:]
+    elb = moto.client("elbv2", REGION)
+    (lb,) = elb.describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"]
+    listeners = {
+        x["Port"]: x
+        for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    }
+    assert set(listeners) == {80, 443}
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    https = listeners[443]
+    assert https["Protocol"] == "HTTPS"
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [cert]
+    tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
+    assert https["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
+    again = kit.playbook(
+        "load_balancers.yml", *EXTRA, "-e", f"aws_load_balancers_certificate_arn={cert}"
+    )
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0, again.output[-4000:]
+
+
 def test_staging_teardown_needs_no_confirmation(staging, kit, moto):
     run = kit.playbook("teardown.yml", *EXTRA)
     assert run.rc == 0, run.output[-6000:]

@@ -1,0 +1,59 @@
+"""The local fleet's tests: real containers, real traffic on 127.0.0.1.
+
+They need the fleet (`make up`; the session fixture runs scripts/up.sh, which
+is a no-op when it is up) and take minutes, so they only run when asked:
+`make test-fleet` (THREETIER_FLEET_TESTS=1). Plain `pytest tests` skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("THREETIER_FLEET_TESTS") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.timer")
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["CONTAINERS_CONF"] = str(ROOT / "scripts" / "containers.conf")
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env.pop("THREETIER_LOCAL_DIR", None)
+    env.pop("THREETIER_MODE", None)
+    env.setdefault("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    return env
+
+
+def run(argv: list[str], timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        argv, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(argv)} exited {result.returncode}\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def podman(*args: str, check: bool = True, timeout: int = 60) -> subprocess.CompletedProcess:
+    return run(["podman", *args], timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def fleet() -> dict[str, str]:
+    """The fleet is up (scripts/up.sh; a no-op when it is); its URL."""
+    up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
+    url = up.stdout.strip().splitlines()[-1].split()[-1]
+    assert url.startswith("http://127.0.0.1:"), up.stdout
+    return {"url": url.rstrip("/"), "up": up.stdout}

@@ -1,0 +1,81 @@
+"""Faults under load: an app instance killed (the balancer takes it out; only
+the requests in flight on it may fail), PostgreSQL restarted (the API answers
+503 quickly meanwhile, recovers by itself, and every task answered 201 is
+still there)."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import podman
+from load import Load
+from test_fleet import psql
+from test_release import all_up
+
+HEALTH_WINDOW = 3 * 15 + 5  # unhealthy threshold x interval + timeout
+
+
+def wait_all_up(balancer: str, backend: str, count: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all_up(balancer, backend) == ["UP"] * count:
+            return
+        time.sleep(2)
+    raise AssertionError(f"{balancer}/{backend}: {all_up(balancer, backend)}")
+
+
+def test_killed_app_instance_is_taken_out(fleet):
+    load = Load(fleet["url"], rate=40, workers=6, max_seconds=300).start()
+    try:
+        time.sleep(3)
+        podman("kill", "tt-local-app-2")
+        killed_at = time.monotonic()
+        deadline = killed_at + HEALTH_WINDOW + 10
+        while time.monotonic() < deadline and all_up("tt-local-lb-int", "app")[1:] == ["UP"]:
+            time.sleep(1)
+        out_after = time.monotonic() - killed_at
+        time.sleep(5)
+    finally:
+        result = load.stop()
+        podman("start", "tt-local-app-2")
+    print(f"killed instance out after {out_after:.0f} s; {result.sent} requests; {result.statuses}")
+    assert out_after <= HEALTH_WINDOW + 5
+    # only requests in flight on the killed instance may fail (one per worker at most)
+    assert len(result.failures) <= 6, result.failures
+    wait_all_up("tt-local-lb-int", "app", 2)
+
+
+def test_postgres_restart_answers_503_fast_and_keeps_every_task(fleet):
+    load = Load(
+        fleet["url"], rate=40, workers=6, max_seconds=300, accept=(200, 201, 503), timeout=20
+    ).start()
+    try:
+        time.sleep(3)
+        podman("stop", "--time", "10", "tt-local-db", timeout=60)
+        time.sleep(8)
+        podman("start", "tt-local-db")
+        deadline = time.monotonic() + 90
+        recovered = False
+        while time.monotonic() < deadline:
+            probe = podman(
+                "exec", "tt-local-db", "pg_isready", "-q", "-h", "/var/run/postgresql", check=False
+            )
+            if probe.returncode == 0:
+                recovered = True
+                break
+            time.sleep(1)
+        time.sleep(10)
+        before_stop = dict(load.result.statuses)
+    finally:
+        result = load.stop()
+    print(f"postgres restart: {result.sent} requests, statuses {result.statuses}")
+    assert recovered
+    assert result.failures == [], result.failures[:20]
+    assert result.statuses.get(503, 0) > 0, "no 503 seen while the database was down"
+    assert max(result.latencies) < 10, f"slowest answer {max(result.latencies):.1f} s"
+    assert before_stop.get(201, 0) > 0
+    ids = sorted(set(result.created))
+    assert ids
+    # integers from the API's own answers only
+    found = psql(f"SELECT count(*) FROM tasks WHERE id IN ({','.join(map(str, ids))})")  # noqa: S608
+    assert int(found) == len(ids)

@@ -1,0 +1,147 @@
+"""Rolling releases under load through the external balancer: a good one
+(zero failed requests, /version moves, every app instance on the new
+release), a broken one (stops at the first batch, which is back on the old
+release; zero failed requests; non-zero exit naming host and check), and
+make rollback."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+from conftest import ROOT, podman, run
+from load import Load
+
+APP = ["tt-local-app-1", "tt-local-app-2"]
+BROKEN = "0.9.0"
+RATE = float(os.environ.get("THREETIER_FLEET_RATE", "60"))
+
+
+def current(name: str) -> str:
+    return (
+        podman("exec", name, "readlink", "/opt/taskboard/current").stdout.strip().rsplit("/", 1)[-1]
+    )
+
+
+def release(version: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(
+        ["ansible-playbook", "playbooks/release.yml", "-e", f"release_version={version}"],
+        timeout=1800,
+        check=check,
+    )
+
+
+def under_load(url: str, action):
+    load = Load(url, rate=RATE, workers=6, max_seconds=1500).start()
+    time.sleep(3)
+    try:
+        outcome = action()
+        time.sleep(3)
+    finally:
+        result = load.stop()
+    return outcome, result
+
+
+def all_up(balancer: str, backend: str) -> list[str]:
+    script = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy-admin.sock')\n"
+        "s.sendall(b'show stat\\n'); d = b''\n"
+        "while (c := s.recv(65536)): d += c\n"
+        "print(d.decode())\n"
+    )
+    out = podman("exec", balancer, "python3", "-c", script).stdout
+    return [
+        line.split(",")[17]
+        for line in out.splitlines()
+        if line.startswith(backend + ",") and line.split(",")[1] not in ("FRONTEND", "BACKEND")
+    ]
+
+
+@pytest.fixture(scope="module")
+def versions(fleet):
+    old = current(APP[0])
+    assert all(current(n) == old for n in APP)
+    new = "0.2.0" if old != "0.2.0" else "0.1.0"
+    return {"old": old, "new": new}
+
+
+def test_rolling_release_under_load_fails_no_request(fleet, versions):
+    started = time.monotonic()
+    _, result = under_load(fleet["url"], lambda: release(versions["new"]))
+    took = time.monotonic() - started
+    print(f"rollout of {versions['new']}: {took:.0f} s, {result.sent} requests; {result.statuses}")
+    assert result.sent > RATE * 30
+    assert result.failures == [], result.failures[:20]
+    assert versions["old"] in result.versions
+    assert versions["new"] in result.versions
+    # /version moved from old to new and stayed there
+    last_old = max(i for i, v in enumerate(result.versions) if v == versions["old"])
+    first_new = result.versions.index(versions["new"])
+    assert all(v == versions["new"] for v in result.versions[last_old + 1 :])
+    assert first_new < len(result.versions)
+    assert [current(n) for n in APP] == [versions["new"]] * len(APP)
+    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == versions["new"]
+    assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
+
+
+def build_broken_wheel() -> str:
+    """A release whose /readyz never passes: taskboard with its readiness
+    check answering 503, built from a temporary copy."""
+    work = ROOT / ".local" / "fleet" / "broken-build"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "app").mkdir(parents=True)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / "app" / part, work / "app" / part)
+    shutil.copytree(
+        ROOT / "app" / "src",
+        work / "app" / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    ops = work / "app" / "src" / "taskboard" / "ops.py"
+    text = ops.read_text()
+    patched = text.replace(
+        'return jsonify({"status": "ready", "revision": current})',
+        'return _not_ready("broken on purpose (fleet test build)")',
+    )
+    assert patched != text
+    ops.write_text(patched)
+    (work / "app" / "src" / "taskboard" / "_version.py").write_text(f'__version__ = "{BROKEN}"\n')
+    run(
+        ["python", "-m", "build", "--wheel", "--outdir", str(ROOT / "dist"), str(work / "app")],
+        timeout=600,
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    return str(ROOT / "dist" / f"taskboard-{BROKEN}-py3-none-any.whl")
+
+
+def test_broken_release_stops_at_the_first_batch(fleet, versions):
+    build_broken_wheel()
+    before = [current(n) for n in APP]
+    proc, result = under_load(fleet["url"], lambda: release(BROKEN, check=False))
+    print(f"broken rollout: {result.sent} requests, statuses {result.statuses}")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert re.search(rf"release {BROKEN} FAILED its health gate on tt-local-app-1", out), out[
+        -3000:
+    ]
+    assert "readyz" in out.lower()
+    assert [current(n) for n in APP] == before
+    # the second instance was never touched
+    absent = podman("exec", APP[1], "test", "-e", f"/opt/taskboard/releases/{BROKEN}", check=False)
+    assert absent.returncode != 0
+    assert result.failures == [], result.failures[:20]
+    assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
+    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == before[0]
+
+
+def test_rollback_returns_to_the_previous_release(fleet, versions):
+    assert [current(n) for n in APP] == [versions["new"]] * len(APP)
+    run(["ansible-playbook", "playbooks/rollback.yml"], timeout=1800)
+    assert [current(n) for n in APP] == [versions["old"]] * len(APP)
+    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == versions["old"]
