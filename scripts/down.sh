@@ -1,29 +1,63 @@
 #!/usr/bin/env bash
-# Stop what scripts/up.sh started (graceful SIGTERM, then wait). No-op when down.
+# Remove the local environment: every container, volume, network and image
+# scripts/up.sh made (all named tt-local-* or localhost/threetier-{web,app,lb,db}),
+# then stop the AWS emulator. The base image stays (the Molecule scenarios
+# use it too). No-op when nothing is up.
+#   scripts/down.sh --run-alone-only   only stop a taskboard of the old run-alone mode
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-state="${THREETIER_LOCAL_DIR:-$here/.local}"
-pidfile="$state/taskboard.pid"
+# taskboard alone on the host (SQLite), without the fleet: THREETIER_MODE=run-alone
+# (THREETIER_LOCAL_DIR, that mode's state directory, implies it).
+if [ "${THREETIER_MODE:-}" = run-alone ] || [ -n "${THREETIER_LOCAL_DIR:-}" ]; then
+    exec "$here/scripts/run-alone-down.sh" "$@"
+fi
+cd "$here"
+export CONTAINERS_CONF="$here/scripts/containers.conf"
+state="$here/.local"
 
-if [ ! -f "$pidfile" ]; then
-    echo "taskboard is not running"
-    exit 0
-fi
-pid=$(cat "$pidfile")
-# only our gunicorn: a stale pidfile may name a recycled pid
-if kill -0 "$pid" 2>/dev/null && grep -q taskboard "/proc/$pid/cmdline" 2>/dev/null; then
-    kill -TERM "$pid"
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "down: taskboard (pid $pid) did not stop in 30s" >&2
-        exit 1
+# The old run-alone mode (taskboard on the host, pidfile in .local/).
+pidfile="$state/taskboard.pid"
+if [ -f "$pidfile" ]; then
+    pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null && grep -q taskboard "/proc/$pid/cmdline" 2>/dev/null; then
+        kill -TERM "$pid"
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     fi
-    echo "taskboard stopped"
-else
-    echo "taskboard is not running (stale pidfile removed)"
+    rm -f "$pidfile" "$state/taskboard.port"
 fi
-rm -f "$pidfile" "$state/taskboard.port"
+[ "${1:-}" = "--run-alone-only" ] && exit 0
+
+removed=0
+containers=$( (podman ps -aq --filter label=fleet=local; podman ps -aq --filter label=threetier.bake) | sort -u)
+if [ -n "$containers" ]; then
+    # shellcheck disable=SC2086
+    podman rm --force --time 10 $containers >/dev/null
+    removed=1
+fi
+if podman volume exists tt-local-pgdata; then
+    podman volume rm --force tt-local-pgdata >/dev/null
+    removed=1
+fi
+networks=$(podman network ls --quiet --filter label=fleet=local)
+if [ -n "$networks" ]; then
+    # shellcheck disable=SC2086
+    podman network rm --force $networks >/dev/null
+    removed=1
+fi
+for repo in threetier-web threetier-app threetier-lb threetier-db; do
+    images=$(podman images --quiet --filter "reference=localhost/$repo" | sort -u)
+    if [ -n "$images" ]; then
+        # shellcheck disable=SC2086
+        podman rmi --force $images >/dev/null
+        removed=1
+    fi
+done
+"$here/scripts/moto.sh" stop
+rm -rf "$state/fleet"
+rm -f "$here"/.cache/ansible-facts/tt-local-* 2>/dev/null || true
+if [ "$removed" = 1 ]; then
+    echo "the local environment is removed (emulator stopped)"
+else
+    echo "the local environment is not up (emulator stopped)"
+fi

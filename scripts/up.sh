@@ -1,57 +1,79 @@
 #!/usr/bin/env bash
-# Run taskboard alone, in the background, on 127.0.0.1: SQLite, migrations
-# applied, the web page served. Prints the URL. Re-running while it is up
-# changes nothing. `scripts/down.sh` stops it.
-#   TASKBOARD_PORT=8080 scripts/up.sh     a fixed port (default: a free one)
-#   THREETIER_LOCAL_DIR=DIR               pidfile, log, database (default .local/)
-# (The local fleet replaces this run-alone mode later.)
+# Bring up the local environment: the whole architecture on this machine.
+#   1. the base image (scripts/build-base-image.sh; nothing when it exists)
+#   2. the AWS emulator (scripts/moto.sh) and the control plane in it
+#      (playbooks/site.yml, as against AWS)
+#   3. the release artifact (scripts/build-wheel.sh) and the images, baked
+#      by the same roles as the AMIs (playbooks/local_bake.yml; only missing ones)
+#   4. the data plane (playbooks/local_up.yml): networks mirroring the
+#      subnets, PostgreSQL with the secret's password, HAProxy for the ALBs,
+#      2 web + 2 app instances running their launch templates' user data
+# and prints the URL. Re-running changes nothing and keeps the data;
+# scripts/down.sh removes it all.
+#   THREETIER_LOCAL_PORT=8080   the external balancer's port on 127.0.0.1
+# Ansible's output goes to .local/fleet/up.log (the end is shown on failure).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-venv="$here/.venv"
-state="${THREETIER_LOCAL_DIR:-$here/.local}"
-pidfile="$state/taskboard.pid"
-portfile="$state/taskboard.port"
-log="$state/taskboard.log"
-mkdir -p "$state"
-
-running() {
-    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
-        && grep -q taskboard "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null
-}
-
-if running && [ -f "$portfile" ]; then
-    echo "taskboard is already up: http://127.0.0.1:$(cat "$portfile")/"
-    exit 0
+# taskboard alone on the host (SQLite), without the fleet: THREETIER_MODE=run-alone
+# (THREETIER_LOCAL_DIR, that mode's state directory, implies it).
+if [ "${THREETIER_MODE:-}" = run-alone ] || [ -n "${THREETIER_LOCAL_DIR:-}" ]; then
+    exec "$here/scripts/run-alone-up.sh" "$@"
 fi
-rm -f "$pidfile"
+cd "$here"
+export PATH="$here/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$here/ansible.cfg" CONTAINERS_CONF="$here/scripts/containers.conf"
+export ANSIBLE_CALLBACKS_ENABLED="${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer}"
+export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+state="$here/.local/fleet"
+log="$state/up.log"
+mkdir -p "$state"
+: >"$log"
 
-port="${TASKBOARD_PORT:-}"
-if [ -z "$port" ]; then
-    port=$("$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-elif ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
-    echo "up: TASKBOARD_PORT must be a port number, got '$port'" >&2
+port="${THREETIER_LOCAL_PORT:-8080}"
+if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
+    echo "up: THREETIER_LOCAL_PORT must be a port number, got '$port'" >&2
     exit 2
 fi
 
-export DATABASE_URL="sqlite:///$state/taskboard.sqlite"
-export TASKBOARD_SERVE_STATIC=1
-export TASKBOARD_BIND="127.0.0.1:$port"
-export TASKBOARD_WORKERS="${TASKBOARD_WORKERS:-2}"
-unset TASKBOARD_DB_SECRET_ID
+# The run-alone mode of earlier versions (taskboard on the host) is replaced.
+if [ -f "$here/.local/taskboard.pid" ]; then
+    "$here/scripts/down.sh" --run-alone-only >/dev/null
+fi
 
-"$venv/bin/taskboard-migrate" upgrade >/dev/null
-nohup "$venv/bin/gunicorn" --config python:taskboard.gunicorn_conf --pid "$pidfile" --no-control-socket \
-    taskboard.wsgi:app >>"$log" 2>&1 </dev/null &
-
-for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" 2>/dev/null && running; then
-        echo "$port" >"$portfile"
-        echo "taskboard is up: http://127.0.0.1:$port/  (log: $log; stop: make down)"
-        exit 0
+started=$(date +%s)
+step() {
+    local name=$1
+    shift
+    local t0 out changed
+    t0=$(date +%s)
+    out="$state/step.log"
+    printf 'up: %-44s' "$name"
+    if "$@" >"$out" 2>&1; then
+        cat "$out" >>"$log"
+        # changed= summed over every host of the playbook's recap
+        changed=$(grep -E ' : ok=[0-9]+ ' "$out" | grep -oE 'changed=[0-9]+' | awk -F= '{ s += $2; n++ } END { if (n) print s }' || true)
+        echo "ok ($(($(date +%s) - t0)) s${changed:+, changed=$changed})"
+    else
+        cat "$out" >>"$log"
+        echo "FAILED"
+        echo "up: the end of $log:" >&2
+        grep -vE '^\s*$' "$out" | tail -n 40 >&2
+        exit 1
     fi
-    sleep 0.2
-done
-echo "up: taskboard did not start; the end of $log:" >&2
-tail -n 20 "$log" >&2
-exit 1
+}
+
+release=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/src/taskboard/_version.py)
+step "base image" scripts/build-base-image.sh
+step "AWS emulator" scripts/moto.sh start
+AWS_ENDPOINT_URL=$(scripts/moto.sh url)
+export AWS_ENDPOINT_URL
+step "control plane in the emulator (site.yml)" ansible-playbook playbooks/site.yml -e "threetier_release=$release"
+if [ ! -f "dist/taskboard-$release-py3-none-any.whl" ]; then
+    step "release artifact $release" scripts/build-wheel.sh
+fi
+step "images (local_bake.yml)" ansible-playbook playbooks/local_bake.yml -e "threetier_release=$release"
+step "fleet (local_up.yml)" ansible-playbook playbooks/local_up.yml -e "threetier_release=$release"
+
+echo "up: done in $(($(date +%s) - started)) s (log: $log; stop: make down)"
+echo "threetier (local) is up: http://127.0.0.1:$port/"
