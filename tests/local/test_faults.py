@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
-from conftest import podman
+from fleetlib import fleet, podman, skip_unless_asked
 from load import Load
 from test_fleet import psql
 from test_release import all_up
+
+pytestmark = skip_unless_asked
 
 HEALTH_WINDOW = 3 * 15 + 5  # unhealthy threshold x interval + timeout
 
@@ -24,8 +26,8 @@ def wait_all_up(balancer: str, backend: str, count: int, timeout: float = 180) -
     raise AssertionError(f"{balancer}/{backend}: {all_up(balancer, backend)}")
 
 
-def test_killed_app_instance_is_taken_out(fleet):
-    load = Load(fleet["url"], rate=40, workers=6, max_seconds=300).start()
+def test_killed_app_instance_is_taken_out():
+    load = Load(fleet()["url"], rate=40, workers=6, max_seconds=300).start()
     try:
         time.sleep(3)
         podman("kill", "tt-local-app-2")
@@ -45,9 +47,9 @@ def test_killed_app_instance_is_taken_out(fleet):
     wait_all_up("tt-local-lb-int", "app", 2)
 
 
-def test_postgres_restart_answers_503_fast_and_keeps_every_task(fleet):
+def test_postgres_restart_answers_503_fast_and_keeps_every_task():
     load = Load(
-        fleet["url"], rate=40, workers=6, max_seconds=300, accept=(200, 201, 503), timeout=20
+        fleet()["url"], rate=40, workers=6, max_seconds=300, accept=(200, 201, 503), timeout=20
     ).start()
     try:
         time.sleep(3)

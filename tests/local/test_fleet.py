@@ -8,7 +8,9 @@ import json
 import re
 
 import requests
-from conftest import podman, run
+from fleetlib import fleet, podman, run, skip_unless_asked
+
+pytestmark = skip_unless_asked
 
 WEB = ["tt-local-web-1", "tt-local-web-2"]
 APP = ["tt-local-app-1", "tt-local-app-2"]
@@ -43,23 +45,23 @@ def psql(sql: str) -> str:
     return out.stdout.strip()
 
 
-def test_page_loads_and_tasks_land_in_postgres(fleet):
-    page = requests.get(fleet["url"] + "/", timeout=10)
+def test_page_loads_and_tasks_land_in_postgres():
+    page = requests.get(fleet()["url"] + "/", timeout=10)
     assert page.status_code == 200
     assert "app.js" in page.text
     title = "fleet task through every tier"
-    created = requests.post(fleet["url"] + "/api/tasks", json={"title": title}, timeout=10)
+    created = requests.post(fleet()["url"] + "/api/tasks", json={"title": title}, timeout=10)
     assert created.status_code == 201, created.text
     task_id = created.json()["id"]
     assert psql(f"SELECT title FROM tasks WHERE id = {int(task_id)}") == title  # noqa: S608 (an int)
-    listed = requests.get(fleet["url"] + "/api/tasks?limit=200", timeout=10).json()
+    listed = requests.get(fleet()["url"] + "/api/tasks?limit=200", timeout=10).json()
     items = listed["items"] if isinstance(listed, dict) else listed
     assert task_id in [t["id"] for t in items] or len(items) == 200
 
 
-def test_requests_reach_both_app_instances(fleet):
+def test_requests_reach_both_app_instances():
     hosts = {
-        requests.get(fleet["url"] + "/version", timeout=10).json()["hostname"] for _ in range(20)
+        requests.get(fleet()["url"] + "/version", timeout=10).json()["hostname"] for _ in range(20)
     }
     assert hosts == set(APP)
 
@@ -99,7 +101,7 @@ def test_user_data_ran_at_first_boot():
     assert "password" not in env.lower()
 
 
-def test_no_password_in_user_data_or_logs(fleet):
+def test_no_password_in_user_data_or_logs():
     import boto3
 
     client = boto3.client(
@@ -112,13 +114,13 @@ def test_no_password_in_user_data_or_logs(fleet):
     value = client.get_secret_value(SecretId="threetier/local/db-master")["SecretString"]
     secret = json.loads(value)["password"]
     assert len(secret) >= 8
-    assert secret not in fleet["up"]
+    assert secret not in fleet()["up"]
     for name in APP:
         data = podman("exec", name, "cat", "/var/lib/threetier/user-data").stdout
         assert secret not in data
 
 
-def test_second_up_changes_nothing(fleet):
+def test_second_up_changes_nothing():
     again = run(["scripts/up.sh"], timeout=1800)
     steps = [
         line for line in again.stdout.splitlines() if line.startswith("up: ") and "changed=" in line

@@ -14,8 +14,10 @@ import time
 
 import pytest
 import requests
-from conftest import ROOT, podman, run
+from fleetlib import ROOT, fleet, podman, run, skip_unless_asked
 from load import Load
+
+pytestmark = skip_unless_asked
 
 APP = ["tt-local-app-1", "tt-local-app-2"]
 BROKEN = "0.9.0"
@@ -64,16 +66,16 @@ def all_up(balancer: str, backend: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def versions(fleet):
+def versions():
     old = current(APP[0])
     assert all(current(n) == old for n in APP)
     new = "0.2.0" if old != "0.2.0" else "0.1.0"
     return {"old": old, "new": new}
 
 
-def test_rolling_release_under_load_fails_no_request(fleet, versions):
+def test_rolling_release_under_load_fails_no_request(versions):
     started = time.monotonic()
-    _, result = under_load(fleet["url"], lambda: release(versions["new"]))
+    _, result = under_load(fleet()["url"], lambda: release(versions["new"]))
     took = time.monotonic() - started
     print(f"rollout of {versions['new']}: {took:.0f} s, {result.sent} requests; {result.statuses}")
     assert result.sent > RATE * 30
@@ -86,7 +88,8 @@ def test_rolling_release_under_load_fails_no_request(fleet, versions):
     assert all(v == versions["new"] for v in result.versions[last_old + 1 :])
     assert first_new < len(result.versions)
     assert [current(n) for n in APP] == [versions["new"]] * len(APP)
-    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == versions["new"]
+    served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
+    assert served == versions["new"]
     assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
 
 
@@ -120,10 +123,10 @@ def build_broken_wheel() -> str:
     return str(ROOT / "dist" / f"taskboard-{BROKEN}-py3-none-any.whl")
 
 
-def test_broken_release_stops_at_the_first_batch(fleet, versions):
+def test_broken_release_stops_at_the_first_batch(versions):
     build_broken_wheel()
     before = [current(n) for n in APP]
-    proc, result = under_load(fleet["url"], lambda: release(BROKEN, check=False))
+    proc, result = under_load(fleet()["url"], lambda: release(BROKEN, check=False))
     print(f"broken rollout: {result.sent} requests, statuses {result.statuses}")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
@@ -137,11 +140,12 @@ def test_broken_release_stops_at_the_first_batch(fleet, versions):
     assert absent.returncode != 0
     assert result.failures == [], result.failures[:20]
     assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
-    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == before[0]
+    assert requests.get(fleet()["url"] + "/version", timeout=10).json()["version"] == before[0]
 
 
-def test_rollback_returns_to_the_previous_release(fleet, versions):
+def test_rollback_returns_to_the_previous_release(versions):
     assert [current(n) for n in APP] == [versions["new"]] * len(APP)
     run(["ansible-playbook", "playbooks/rollback.yml"], timeout=1800)
     assert [current(n) for n in APP] == [versions["old"]] * len(APP)
-    assert requests.get(fleet["url"] + "/version", timeout=10).json()["version"] == versions["old"]
+    served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
+    assert served == versions["old"]

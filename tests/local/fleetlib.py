@@ -1,24 +1,25 @@
-"""The local fleet's tests: real containers, real traffic on 127.0.0.1.
-
-They need the fleet (`make up`; the session fixture runs scripts/up.sh, which
-is a no-op when it is up) and take minutes, so they only run when asked:
-`make test-fleet` (THREETIER_FLEET_TESTS=1). Plain `pytest tests` skips them.
-"""
+"""Helpers of the fleet tests (tests/local/): real containers, real traffic on
+127.0.0.1. They need the fleet (`make up`; the `fleet` fixture runs
+scripts/up.sh, a no-op when it is up) and take minutes, so they only run
+when asked: `make test-fleet` (THREETIER_FLEET_TESTS=1); otherwise every
+test module is skipped (`skip_unless_asked`). No conftest.py here: the kit's
+tests/conftest.py is imported as `conftest` by its own tests."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-if os.environ.get("THREETIER_FLEET_TESTS") != "1":
-    collect_ignore_glob = ["test_*.py"]
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+skip_unless_asked = pytest.mark.skipif(
+    os.environ.get("THREETIER_FLEET_TESTS") != "1",
+    reason="fleet tests: make up, then make test-fleet (THREETIER_FLEET_TESTS=1)",
+)
 
 
 def tool_env() -> dict[str, str]:
@@ -50,9 +51,10 @@ def podman(*args: str, check: bool = True, timeout: int = 60) -> subprocess.Comp
     return run(["podman", *args], timeout=timeout, check=check)
 
 
-@pytest.fixture(scope="session")
+@functools.cache
 def fleet() -> dict[str, str]:
-    """The fleet is up (scripts/up.sh; a no-op when it is); its URL."""
+    """The fleet is up (scripts/up.sh, once per test run; a no-op when it
+    is up): its URL and up.sh's output."""
     up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
     url = up.stdout.strip().splitlines()[-1].split()[-1]
     assert url.startswith("http://127.0.0.1:"), up.stdout
