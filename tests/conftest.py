@@ -164,6 +164,11 @@ class Kit:
         )
         return proc.stdout
 
+    def inventory_groups(self, inventory: str) -> tuple[dict[str, set[str]], str]:
+        """The inventory's groups -> direct hosts, and the raw graph."""
+        graph = self.inventory_graph(inventory)
+        return parse_graph(graph), graph
+
 
 def parse_graph(text: str) -> dict[str, set[str]]:
     """`ansible-inventory --graph` output -> group -> its hosts (direct)."""

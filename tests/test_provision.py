@@ -11,7 +11,6 @@ import base64
 import json
 
 import pytest
-from conftest import parse_graph
 
 REGION = "eu-west-1"
 ENV = "production"
@@ -449,8 +448,7 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
 
 
 def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
-    graph = kit.inventory_graph("inventories/production/aws_ec2.yml")
-    groups = parse_graph(graph)
+    groups, graph = kit.inventory_groups("inventories/production/aws_ec2.yml")
     for tier in ("web", "app"):
         (g,) = aws("autoscaling").describe_auto_scaling_groups(
             AutoScalingGroupNames=[f"{P}-{tier}"]

@@ -5,7 +5,6 @@ staging dynamic inventory, then torn down without confirmation."""
 from __future__ import annotations
 
 import pytest
-from conftest import parse_graph
 
 REGION = "eu-west-1"
 ENV = "staging"
@@ -45,15 +44,15 @@ def test_dev_profile_sizes(staging, moto):
 
 
 def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
-    graph = kit.inventory_graph("inventories/staging/aws_ec2.yml")
+    groups, graph = kit.inventory_groups("inventories/staging/aws_ec2.yml")
     asg = moto.client("autoscaling", REGION)
     for tier in ("web", "app"):
         (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
             "AutoScalingGroups"
         ]
         (instance,) = [i["InstanceId"] for i in g["Instances"]]
-        assert parse_graph(graph)[f"tier_{tier}"] == {instance}, graph
-    assert "env_staging" in parse_graph(graph)
+        assert groups[f"tier_{tier}"] == {instance}, graph
+    assert "env_staging" in groups
     assert "env_production" not in graph
 
 
