@@ -1,0 +1,157 @@
+"""The local fleet's figures (not a test: it prints them).
+
+1. The cost of the tiers: requests/s and p50/p99 of listing tasks through the
+   whole stack (external HAProxy -> nginx -> internal HAProxy -> gunicorn ->
+   PostgreSQL) beside the same gunicorn hit directly. The same small client
+   runs inside the fleet's containers (a web instance for the stack, an app
+   instance for gunicorn on 127.0.0.1), so only the path differs.
+2. With --rollout VERSION: the wall time of a rolling release
+   (playbooks/release.yml) beside its lower bound,
+   batches x (drain + restart + healthy threshold x check interval).
+
+Needs the fleet (make up); without it, it says so and exits 0.
+
+    python bench/fleet_bench.py [--requests N] [--seconds S] [--concurrency C] [--rollout VERSION]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {
+    **os.environ,
+    "CONTAINERS_CONF": str(REPO / "scripts" / "containers.conf"),
+    "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+    "ANSIBLE_CALLBACKS_ENABLED": os.environ.get("ANSIBLE_CALLBACKS_ENABLED")
+    or "ansible.posix.timer",
+    "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+}
+
+# Runs inside a container with the image's python3: a bounded closed loop of
+# C keep-alive clients, at most N requests and S seconds in all.
+CLIENT = r"""
+import http.client, json, sys, threading, time
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+n, secs, conc = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+lat, errors, lock, count = [], [0], threading.Lock(), [0]
+deadline = time.monotonic() + secs
+def worker():
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    while time.monotonic() < deadline:
+        with lock:
+            if count[0] >= n:
+                return
+            count[0] += 1
+        t = time.monotonic()
+        try:
+            c.request("GET", path); r = c.getresponse(); r.read()
+            ok = r.status == 200
+        except OSError:
+            ok = False; c.close(); c = http.client.HTTPConnection(host, port, timeout=10)
+        with lock:
+            (lat.append(time.monotonic() - t) if ok else None)
+            errors[0] += 0 if ok else 1
+start = time.monotonic()
+ts = [threading.Thread(target=worker) for _ in range(conc)]
+[t.start() for t in ts]; [t.join() for t in ts]
+took = time.monotonic() - start
+lat.sort()
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+print(json.dumps({"requests": len(lat), "errors": errors[0], "rps": len(lat) / took,
+                  "p50": q(0.5), "p99": q(0.99)}))
+"""
+
+
+def podman(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def fleet_up() -> bool:
+    out = podman("ps", "--filter", "label=fleet=local", "--format", "{{.Names}}").stdout.split()
+    return {"tt-local-lb-ext", "tt-local-web-1", "tt-local-app-1"} <= set(out)
+
+
+def measure(container: str, host: str, port: int, args) -> dict:
+    path = "/api/tasks?limit=20"
+    r = podman(
+        "exec", container, "python3", "-c", CLIENT, host, str(port), path,
+        str(args.requests), str(args.seconds), str(args.concurrency),
+        timeout=int(args.seconds) + 60,
+    )  # fmt: skip
+    if r.returncode != 0:
+        sys.exit(f"fleet_bench: client in {container} failed: {r.stderr[-500:]}")
+    return json.loads(r.stdout)
+
+
+def tiers(args) -> None:
+    stack = measure("tt-local-web-1", "10.0.1.10", 80, args)
+    direct = measure("tt-local-app-1", "127.0.0.1", 5000, args)
+    print(
+        f"GET /api/tasks?limit=20, {args.concurrency} clients,"
+        f" <= {args.requests} requests / {args.seconds:.0f} s"
+    )
+    print(f"{'path':<48} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for name, m in (
+        ("whole stack (ext LB > nginx > int LB > gunicorn)", stack),
+        ("gunicorn directly (one instance)", direct),
+    ):
+        print(f"{name:<48} {m['rps']:>8.1f} {m['p50']:>8.1f} {m['p99']:>8.1f} {m['errors']:>7}")
+    print(
+        f"cost of the tiers: throughput x{direct['rps'] / stack['rps']:.2f},"
+        f" p99 x{stack['p99'] / direct['p99']:.2f}"
+    )
+
+
+def rollout(version: str) -> None:
+    apps = [
+        n
+        for n in podman("ps", "--filter", "label=tier=app", "--format", "{{.Names}}").stdout.split()
+        if n
+    ]
+    t0 = time.monotonic()
+    r = subprocess.run(
+        ["ansible-playbook", "playbooks/release.yml", "-e", f"release_version={version}"],
+        cwd=REPO, env={**ENV, "AWS_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")},
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    took = time.monotonic() - t0
+    # the target groups' numbers (roles/aws_load_balancers/defaults)
+    interval, healthy, drain_observed, restart = 15, 2, 1, 5
+    bound = len(apps) * (drain_observed + restart + healthy * interval)
+    print(
+        f"rollout of {version} over {len(apps)} app instances (serial 1):"
+        f" {took:.0f} s, exit {r.returncode}"
+    )
+    print(
+        f"lower bound: {len(apps)} batches x ({drain_observed} s drain (idle) + {restart} s restart"
+        f" + {healthy} x {interval} s healthy) = {bound} s; ratio {took / bound:.2f}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rollout", metavar="VERSION")
+    args = ap.parse_args()
+    if not fleet_up():
+        print("fleet_bench: the local fleet is not up (make up); nothing measured")
+        return 0
+    tiers(args)
+    if args.rollout:
+        rollout(args.rollout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
