@@ -68,15 +68,16 @@ clean: ## remove build products (not the environment)
 
 # --- the local fleet's releases and tests (appended by the local-fleet work) ---
 SERIAL ?= 1
+# (the emulator's endpoint only for ENV=local: AWS environments never get it)
 .PHONY: release rollback test-fleet
 
 release: setup ## rolling release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%]
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1]" >&2; exit 2; }
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)} ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
+	$(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
 	  ansible-playbook -i inventories/$(ENV) playbooks/release.yml -e release_version=$(VERSION) -e release_serial=$(SERIAL)
 
 rollback: setup ## back to the previous release: make rollback [VERSION=x.y.z] [ENV=local]
-	AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)} ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
+	$(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
 	  ansible-playbook -i inventories/$(ENV) playbooks/rollback.yml -e release_serial=$(SERIAL) $(if $(VERSION),-e release_version=$(VERSION))
 
 test-fleet: setup ## the local fleet's tests (make up first; real containers and traffic)
