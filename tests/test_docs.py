@@ -100,9 +100,10 @@ def test_undescribed_playbook_input_is_an_error(tree: Path):
 
 
 def test_description_of_a_variable_no_playbook_takes_is_an_error(tree: Path):
-    descriptions = tree / "docs" / "playbook-vars.yml"
+    descriptions = tree / "docs" / "playbook-vars.toml"
     descriptions.write_text(
-        descriptions.read_text(encoding="utf-8") + "release_nothing: 'Not read by any playbook.'\n",
+        descriptions.read_text(encoding="utf-8")
+        + "release_nothing = 'Not read by any playbook.'\n",
         encoding="utf-8",
     )
     proc = run_gen(tree, "--check")
