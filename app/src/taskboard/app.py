@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from taskboard import api, db, errors, logs, openapi, ops
+from taskboard import api, db, errors, logs, metrics, openapi, ops
 from taskboard.config import Settings
 
 log = logging.getLogger("taskboard")
@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
 
+    # outermost WSGI layer (the metrics port answers /metrics only); its
+    # timer starts before the other request hooks
+    metrics.init_app(app, settings)
     db.init_app(app, settings)
     errors.register(app)
     app.register_blueprint(api.bp)

@@ -35,6 +35,8 @@ ENV_VARS = (
     "TASKBOARD_SERVE_STATIC",
     "TASKBOARD_DB_CONNECT_TIMEOUT",
     "TASKBOARD_DB_STATEMENT_TIMEOUT_MS",
+    "TASKBOARD_METRICS_PORT",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -178,6 +180,8 @@ class Settings:
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
     hostname: str = field(default_factory=socket.gethostname)
+    metrics_port: int = 0
+    metrics_multiprocess_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, instance_path: str = ".") -> Settings:
@@ -197,6 +201,9 @@ class Settings:
         if not secret_key:
             # The API keeps no session; a per-process key is enough when unset.
             secret_key = os.urandom(32).hex()
+        metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None
+        if metrics_dir is not None and not os.path.isdir(metrics_dir):
+            raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR: {metrics_dir!r} is not a directory")
         return cls(
             database_url=url,
             database_source=source,
@@ -211,4 +218,6 @@ class Settings:
             db_statement_timeout_ms=_int(
                 env, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
+            metrics_port=_int(env, "TASKBOARD_METRICS_PORT", 0, 0, 65535),
+            metrics_multiprocess_dir=metrics_dir,
         )
