@@ -14,7 +14,9 @@ pidfile="$state/moto.pid"
 logfile="$state/moto.log"
 port="${MOTO_PORT:-4566}"
 url="http://127.0.0.1:$port"
-server="$here/.venv/bin/moto_server"
+python="$here/.venv/bin/python"
+# moto with the kit's start-up fix (launch-template versions with user data)
+server="$here/scripts/moto_server.py"
 
 running() {
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
@@ -32,9 +34,9 @@ start() {
         echo "$url"
         return 0
     fi
-    [ -x "$server" ] || { echo "moto.sh: $server missing; run make setup" >&2; exit 1; }
+    [ -x "$python" ] || { echo "moto.sh: $python missing; run make setup" >&2; exit 1; }
     mkdir -p "$state"
-    nohup "$server" -H 127.0.0.1 -p "$port" >>"$logfile" 2>&1 &
+    nohup "$python" "$server" -H 127.0.0.1 -p "$port" >>"$logfile" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         if answers; then

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -55,13 +54,14 @@ class Moto:
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory) -> Moto:
-    server = shutil.which("moto_server", path=str(VENV_BIN)) or shutil.which("moto_server")
-    assert server, "moto_server not found: run make setup"
+    # moto with the kit's start-up fix (scripts/moto_server.py: launch-template
+    # versions >= 2 with user data), the same server scripts/moto.sh starts
+    server = ROOT / "scripts" / "moto_server.py"
     port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [server, "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(server), "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
