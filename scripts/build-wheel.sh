@@ -37,6 +37,15 @@ print(next(n.value.value for n in tree.body if isinstance(n, ast.Assign) and n.t
         "$work/app/src/taskboard/_version.py")
 fi
 
+# The page names its release: its assets' URLs carry it (a browser never
+# mixes one release's script with another's page), so a release is also a new
+# page for the web tier (release.yml rolls it where it differs).
+page="$work/app/src/taskboard/static/index.html"
+sed -i -e "s|href=\"style.css\"|href=\"style.css?v=$version\"|" \
+    -e "s|src=\"app.js\"|src=\"app.js?v=$version\"|" \
+    -e "s|<meta charset=\"utf-8\">|&\n  <meta name=\"taskboard-release\" content=\"$version\">|" "$page"
+grep -q "taskboard-release\" content=\"$version\"" "$page" || { echo "build-wheel: could not stamp the release into $page" >&2; exit 1; }
+
 "$python" -m build --wheel --outdir "$work/out" "$work/app" >"$work/build.log" 2>&1 || {
     cat "$work/build.log" >&2
     echo "build-wheel: build failed" >&2
@@ -49,6 +58,8 @@ if [ "$name" != "taskboard-$version-py3-none-any.whl" ]; then
     exit 1
 fi
 mkdir -p "$dist"
+# the page unpacked from an earlier build of this release (release.yml, local_bake.yml) is stale now
+rm -rf "$dist/page-$version"
 # atomically: a reader of dist/ never sees a half-written wheel
 cp "$wheel" "$dist/.$name.tmp"
 mv -f "$dist/.$name.tmp" "$dist/$name"

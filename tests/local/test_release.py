@@ -20,6 +20,7 @@ from load import Load
 pytestmark = skip_unless_asked
 
 APP = ["tt-local-app-1", "tt-local-app-2"]
+WEB = ["tt-local-web-1", "tt-local-web-2"]
 BROKEN = "0.9.0"
 RATE = float(os.environ.get("THREETIER_FLEET_RATE", "60"))
 
@@ -28,6 +29,21 @@ def current(name: str) -> str:
     return (
         podman("exec", name, "readlink", "/opt/taskboard/current").stdout.strip().rsplit("/", 1)[-1]
     )
+
+
+def page_release(name: str) -> str:
+    """The release the page a web instance serves names (build-wheel.sh stamps it)."""
+    page = podman("exec", name, "cat", "/var/www/taskboard/current/index.html").stdout
+    found = re.search(r'<meta name="taskboard-release" content="([^"]+)">', page)
+    return found.group(1) if found else ""
+
+
+def recap_changed(output: str) -> dict[str, int]:
+    """changed= of every host in the PLAY RECAP."""
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)
+    }
 
 
 def release(version: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -91,6 +107,16 @@ def test_rolling_release_under_load_fails_no_request(versions):
     served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
     assert served == versions["new"]
     assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
+    # the web tier rolled the release's page too, and is back in its balancer
+    assert [page_release(n) for n in WEB] == [versions["new"]] * len(WEB)
+    assert all_up("tt-local-lb-ext", "web") == ["UP"] * len(WEB)
+
+
+def test_release_again_changes_nothing(versions):
+    again = release(versions["new"])
+    changed = recap_changed(again.stdout)
+    assert set(APP + WEB) <= set(changed), again.stdout[-3000:]
+    assert all(n == 0 for n in changed.values()), changed
 
 
 def build_broken_wheel() -> str:
@@ -149,3 +175,4 @@ def test_rollback_returns_to_the_previous_release(versions):
     assert [current(n) for n in APP] == [versions["old"]] * len(APP)
     served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
     assert served == versions["old"]
+    assert [page_release(n) for n in WEB] == [versions["old"]] * len(WEB)
