@@ -1,0 +1,232 @@
+"""The delivery pipeline (.github/workflows/delivery.yml): valid against
+GitHub's workflow schema, stages in order (lint -> tests -> bake -> dev ->
+staging -> production), production behind its approval environment, AWS
+access only through OIDC, and every make target, playbook and inventory it
+calls present in the repository. Each check is also shown to catch a broken
+copy of the workflow."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "delivery.yml"
+STAGES = ["lint", "tests", "bake", "release-dev", "release-staging", "release-production"]
+ENVIRONMENTS = {
+    "release-dev": "dev",
+    "release-staging": "staging",
+    "release-production": "production",
+}
+OIDC_ACTION = "aws-actions/configure-aws-credentials@"
+
+
+def load(path: Path = WORKFLOW) -> dict:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # YAML 1.1 reads a bare `on` as true; the file quotes it, but be sure
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def check_jsonschema() -> str:
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    found = str(exe) if exe.exists() else shutil.which("check-jsonschema")
+    if not found:
+        pytest.fail("check-jsonschema is not installed (requirements.txt)")
+    return found
+
+
+def validate_schema(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [check_jsonschema(), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def needs(job: dict) -> set[str]:
+    n = job.get("needs", [])
+    return {n} if isinstance(n, str) else set(n)
+
+
+def upstream(jobs: dict, name: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(needs(jobs[name]))
+    while todo:
+        j = todo.pop()
+        if j not in seen:
+            seen.add(j)
+            todo.extend(needs(jobs[j]))
+    return seen
+
+
+def env_name(job: dict) -> str | None:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
+def order_problems(doc: dict) -> list[str]:
+    jobs = doc["jobs"]
+    problems = []
+    missing = [s for s in STAGES if s not in jobs]
+    if missing:
+        return [f"stages missing: {missing}"]
+    for before, after in itertools.pairwise(STAGES):
+        if before not in needs(jobs[after]):
+            problems.append(f"{after} does not need {before}")
+    for i, stage in enumerate(STAGES):
+        if upstream(jobs, stage) & set(STAGES[i:]):
+            problems.append(f"{stage} depends on a later stage")
+        if not set(STAGES[:i]) <= upstream(jobs, stage):
+            problems.append(
+                f"{stage} can run before {sorted(set(STAGES[:i]) - upstream(jobs, stage))}"
+            )
+    for job, env in ENVIRONMENTS.items():
+        if env_name(jobs[job]) != env:
+            problems.append(f"{job} does not run in the {env} environment")
+    return problems
+
+
+def run_lines(doc: dict) -> list[str]:
+    lines = []
+    for job in doc["jobs"].values():
+        for step in job.get("steps", []):
+            if "run" in step:
+                lines.extend(" ".join(step["run"].split("\n")).split("&&"))
+    return lines
+
+
+def makefile_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([a-zA-Z0-9_-]+):(?!=)", text, flags=re.M))
+
+
+def reference_problems(doc: dict) -> list[str]:
+    problems = []
+    targets = makefile_targets()
+    for line in run_lines(doc):
+        for target in re.findall(r"\bmake\s+(?:-\S+\s+)*([a-z][a-z0-9_-]*)", line):
+            if target not in targets:
+                problems.append(f"`make {target}`: no such Makefile target")
+        for env in re.findall(r"\bENV=([a-z0-9_-]+)", line):
+            if not (ROOT / "inventories" / env).is_dir():
+                problems.append(f"ENV={env}: no inventories/{env}")
+        for inv in re.findall(r"-i\s+(inventories/[a-z0-9_-]+)", line):
+            if not (ROOT / inv).is_dir():
+                problems.append(f"{inv}: no such inventory")
+        for pb in re.findall(r"(playbooks/[\w-]+\.ya?ml)", line):
+            if not (ROOT / pb).is_file():
+                problems.append(f"{pb}: no such playbook")
+    return problems
+
+
+def credential_problems(doc: dict) -> list[str]:
+    problems = []
+    text = yaml.safe_dump(doc)
+    if "secrets." in text:
+        problems.append("the workflow reads repository secrets (AWS access is OIDC only)")
+    if re.search(r"aws-(access-key-id|secret-access-key)|AWS_SECRET_ACCESS_KEY", text):
+        problems.append("static AWS keys in the workflow")
+    if doc.get("permissions") != {"contents": "read"}:
+        problems.append("top-level permissions are not read-only")
+    for name, job in doc["jobs"].items():
+        oidc = [s for s in job.get("steps", []) if s.get("uses", "").startswith(OIDC_ACTION)]
+        if oidc:
+            if (job.get("permissions") or {}).get("id-token") != "write":
+                problems.append(f"{name}: OIDC without id-token: write")
+            for step in oidc:
+                if "role-to-assume" not in step.get("with", {}):
+                    problems.append(f"{name}: configure-aws-credentials without role-to-assume")
+        elif name in ENVIRONMENTS or name == "bake":
+            problems.append(f"{name}: talks to AWS without OIDC credentials")
+        elif (job.get("permissions") or {}).get("id-token"):
+            problems.append(f"{name}: id-token without need")
+    return problems
+
+
+def test_workflow_matches_github_schema():
+    proc = validate_schema(WORKFLOW)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_schema_check_rejects_a_broken_workflow(tmp_path):
+    doc = load()
+    doc["jobs"]["lint"]["runs-on"] = None
+    doc["jobs"]["lint"]["steps"] = "make lint"  # steps must be a list
+    broken = tmp_path / "broken.yml"
+    broken.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert validate_schema(broken).returncode != 0
+
+
+def test_stages_run_in_order_and_production_waits_for_approval():
+    doc = load()
+    assert order_problems(doc) == []
+    production = doc["jobs"]["release-production"]
+    assert "release-staging" in needs(production)
+    assert env_name(production) == "production"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda j: j["release-production"].update(needs=["bake"]), "does not need release-staging"),
+        (lambda j: j["release-production"].pop("environment"), "production environment"),
+        (lambda j: j["tests"].pop("needs"), "does not need lint"),
+        (lambda j: j["lint"].update(needs=["release-dev"]), "later stage"),
+    ],
+)
+def test_order_check_catches(change, expected):
+    doc = copy.deepcopy(load())
+    change(doc["jobs"])
+    assert any(expected in p for p in order_problems(doc)), order_problems(doc)
+
+
+def test_every_make_target_playbook_and_inventory_exists():
+    doc = load()
+    called = [t for line in run_lines(doc) for t in re.findall(r"\bmake\s+([a-z][\w-]*)", line)]
+    assert {"lint", "test-app", "test-kit", "release"} <= set(called)
+    assert reference_problems(doc) == []
+
+
+def test_reference_check_catches_a_missing_target():
+    doc = copy.deepcopy(load())
+    doc["jobs"]["lint"]["steps"].append({"run": "make lint-everything && make release ENV=qa"})
+    problems = reference_problems(doc)
+    assert "`make lint-everything`: no such Makefile target" in problems
+    assert "ENV=qa: no inventories/qa" in problems
+
+
+def test_aws_access_is_oidc_only():
+    doc = load()
+    assert credential_problems(doc) == []
+    # the releases use the environment's own role
+    for job in ENVIRONMENTS:
+        steps = doc["jobs"][job]["steps"]
+        oidc = next(s for s in steps if s.get("uses", "").startswith(OIDC_ACTION))
+        assert oidc["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+def test_credential_check_catches_stored_keys():
+    doc = copy.deepcopy(load())
+    step = next(
+        s
+        for s in doc["jobs"]["release-staging"]["steps"]
+        if s.get("uses", "").startswith(OIDC_ACTION)
+    )
+    step["with"] = {"aws-access-key-id": "${{ secrets.KEY }}", "aws-region": "eu-west-1"}
+    doc["jobs"]["release-staging"]["permissions"] = {"contents": "read"}
+    problems = credential_problems(doc)
+    assert any("secrets" in p for p in problems)
+    assert "release-staging: OIDC without id-token: write" in problems
+    assert "release-staging: configure-aws-credentials without role-to-assume" in problems
