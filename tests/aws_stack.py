@@ -1,0 +1,128 @@
+"""The slice of the control plane the image and immutable-release tests need
+(network, security groups, load balancers, instance profiles, launch
+templates, Auto Scaling groups) in one environment of the test's moto.
+Provisioned once per moto session by the kit's own playbook (site.yml
+limited to those layers by tags); the database layer is replaced by its
+secret alone (made with boto3), which is all the launch templates read."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+REGION = "us-west-2"
+ENV = "dev"  # with the local inventory's production profile: 2/2/4 per tier
+P = f"threetier-{ENV}"
+EXTRA = ("-e", f"threetier_environment={ENV}", "-e", f"aws_region={REGION}")
+TAGS = ",".join(
+    [
+        "aws_preflight",
+        "aws_state",
+        "aws_network",
+        "aws_security_groups",
+        "aws_load_balancers",
+        "aws_instance_profiles",
+        "aws_launch_templates",
+        "aws_autoscaling",
+    ]
+)
+PLACEHOLDER = "amzn-ami-hvm-2017.09.1.20171103-x86_64-gp2"
+
+
+def ensure_stack(kit, moto) -> None:
+    asg = moto.client("autoscaling", REGION)
+    names = [f"{P}-web", f"{P}-app"]
+    if len(asg.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]) == 2:
+        return
+    sm = moto.client("secretsmanager", REGION)
+    if not sm.list_secrets(Filters=[{"Key": "name", "Values": [f"threetier/{ENV}/db-master"]}])[
+        "SecretList"
+    ]:
+        sm.create_secret(Name=f"threetier/{ENV}/db-master", SecretString='{"password": "t"}')
+    run = kit.playbook("site.yml", *EXTRA, "--tags", TAGS)
+    assert run.rc == 0, run.output[-5000:]
+
+
+def placeholder_ami(moto) -> str:
+    ec2 = moto.client("ec2", REGION)
+    return ec2.describe_images(Filters=[{"Name": "name", "Values": [PLACEHOLDER]}])["Images"][0][
+        "ImageId"
+    ]
+
+
+def make_ami(moto, name: str) -> str:
+    """An AMI record (moto images cannot hold anything): imaged from a
+    stopped placeholder instance, as the bake does under the emulator."""
+    ec2 = moto.client("ec2", REGION)
+    iid = ec2.run_instances(ImageId=placeholder_ami(moto), MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    ami = ec2.create_image(InstanceId=iid, Name=name)["ImageId"]
+    ec2.terminate_instances(InstanceIds=[iid])
+    return ami
+
+
+def launch_template(moto, tier: str) -> dict:
+    ec2 = moto.client("ec2", REGION)
+    lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"{P}-{tier}"])["LaunchTemplates"][0]
+    versions = {
+        v["VersionNumber"]: v
+        for v in ec2.describe_launch_template_versions(LaunchTemplateId=lt["LaunchTemplateId"])[
+            "LaunchTemplateVersions"
+        ]
+    }
+    return {
+        "default": lt["DefaultVersionNumber"],
+        "latest": lt["LatestVersionNumber"],
+        "versions": versions,
+    }
+
+
+def group(moto, tier: str) -> dict:
+    asg = moto.client("autoscaling", REGION)
+    return asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
+        "AutoScalingGroups"
+    ][0]
+
+
+def images_of(moto, instance_ids) -> dict[str, str]:
+    if not instance_ids:
+        return {}
+    ec2 = moto.client("ec2", REGION)
+    out = {}
+    for r in ec2.describe_instances(InstanceIds=list(instance_ids))["Reservations"]:
+        for i in r["Instances"]:
+            out[i["InstanceId"]] = i["ImageId"]
+    return out
+
+
+class CapacityWatch:
+    """Polls the group in a thread while a rollout runs: every observation's
+    InService count and desired capacity (bounded: stops at stop() or after
+    `limit` seconds)."""
+
+    def __init__(self, moto, tier: str, interval: float = 0.2, limit: float = 300):
+        self.client = moto.client("autoscaling", REGION)
+        self.name = f"{P}-{tier}"
+        self.interval, self.limit = interval, limit
+        self.seen: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        end = time.monotonic() + self.limit
+        while not self._stop.is_set() and time.monotonic() < end:
+            g = self.client.describe_auto_scaling_groups(AutoScalingGroupNames=[self.name])[
+                "AutoScalingGroups"
+            ][0]
+            in_service = sum(1 for i in g["Instances"] if i["LifecycleState"] == "InService")
+            self.seen.append((in_service, g["DesiredCapacity"]))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
