@@ -18,6 +18,8 @@ declare -A wanted=(
     [debootstrap]=debootstrap
     [git]=git
     [curl]=curl
+    # make diagram renders with graphviz
+    [dot]=graphviz
     [pg_ctlcluster]=postgresql
 )
 missing=()
