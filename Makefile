@@ -31,11 +31,8 @@ up: setup ## bring up the local environment and print its URL
 down: ## remove the local environment
 	@scripts/down.sh
 
-test: setup ## every test, as CI runs it
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory test-app
-	@$(MAKE) --no-print-directory test-roles
-	@$(MAKE) --no-print-directory test-kit
+test: setup ## every test, as CI runs it: lint, app, roles, kit, fleet (scripts/test-all.sh)
+	@scripts/test-all.sh
 
 lint: setup ## ruff, yamllint, ansible-lint (production profile)
 	ruff check .

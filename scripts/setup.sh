@@ -20,6 +20,9 @@ declare -A wanted=(
     [curl]=curl
     # make diagram renders with graphviz
     [dot]=graphviz
+    # the fleet test of the page in a real browser (headless)
+    [chromium]=chromium
+    [chromedriver]=chromium-driver
     [pg_ctlcluster]=postgresql
 )
 missing=()

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 REGION = "eu-west-1"
 ENV = "production"
 P = f"threetier-{ENV}"
+# the target groups' checks and draining the local inventory sets
+LOCAL_LB = yaml.safe_load(
+    (
+        Path(__file__).resolve().parents[1] / "inventories/local/group_vars/all/load_balancers.yml"
+    ).read_text()
+)
 EXTRA = (
     "-e",
     f"threetier_environment={ENV}",
@@ -183,10 +191,15 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         tg = tgs[name]
         assert (tg["Protocol"], tg["Port"], tg["VpcId"]) == ("HTTP", port, vpc["VpcId"])
         assert tg["HealthCheckPath"] == "/healthz"
-        assert tg["HealthCheckIntervalSeconds"] == 15
-        assert tg["HealthCheckTimeoutSeconds"] == 5
-        assert tg["HealthyThresholdCount"] == 2
-        assert tg["UnhealthyThresholdCount"] == 3
+        # the local inventory's values (faster checks than the role's defaults)
+        assert (
+            tg["HealthCheckIntervalSeconds"] == LOCAL_LB["aws_load_balancers_health_check_interval"]
+        )
+        assert (
+            tg["HealthCheckTimeoutSeconds"] == LOCAL_LB["aws_load_balancers_health_check_timeout"]
+        )
+        assert tg["HealthyThresholdCount"] == LOCAL_LB["aws_load_balancers_healthy_threshold"]
+        assert tg["UnhealthyThresholdCount"] == LOCAL_LB["aws_load_balancers_unhealthy_threshold"]
         assert tg["Matcher"]["HttpCode"] == "200"
         attrs = {
             a["Key"]: a["Value"]
@@ -194,7 +207,9 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
                 "Attributes"
             ]
         }
-        assert attrs["deregistration_delay.timeout_seconds"] == "30"
+        assert attrs["deregistration_delay.timeout_seconds"] == str(
+            LOCAL_LB["aws_load_balancers_deregistration_delay"]
+        )
         assert attrs["slow_start.duration_seconds"] == "30"
     # no certificate given: HTTP on 80 forwarding to web; internal 5000 to app
     (l_ext,) = elb.describe_listeners(LoadBalancerArn=ext["LoadBalancerArn"])["Listeners"]

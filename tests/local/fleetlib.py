@@ -54,8 +54,13 @@ def podman(*args: str, check: bool = True, timeout: int = 60) -> subprocess.Comp
 @functools.cache
 def fleet() -> dict[str, str]:
     """The fleet is up (scripts/up.sh, once per test run; a no-op when it
-    is up): its URL and up.sh's output."""
+    is up): its URL and up.sh's output. THREETIER_FLEET_UP=1 says the caller
+    has just run it (scripts/test-all.sh): then it is not run again here."""
+    log = ROOT / ".local" / "fleet" / "up.log"  # Ansible's output of the last up.sh
+    if os.environ.get("THREETIER_FLEET_UP") == "1":
+        port = os.environ.get("THREETIER_LOCAL_PORT", "8080")
+        return {"url": f"http://127.0.0.1:{port}", "up": log.read_text(errors="replace")}
     up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
     url = up.stdout.strip().splitlines()[-1].split()[-1]
     assert url.startswith("http://127.0.0.1:"), up.stdout
-    return {"url": url.rstrip("/"), "up": up.stdout}
+    return {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}

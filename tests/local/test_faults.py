@@ -8,14 +8,21 @@ from __future__ import annotations
 import time
 
 import requests
-from fleetlib import fleet, podman, skip_unless_asked
+import yaml
+from fleetlib import ROOT, fleet, podman, skip_unless_asked
 from load import Load
 from test_fleet import psql
 from test_release import all_up
 
 pytestmark = skip_unless_asked
 
-HEALTH_WINDOW = 3 * 15 + 5  # unhealthy threshold x interval + timeout
+# the target groups' checks of the local inventory (HAProxy follows them)
+LB = yaml.safe_load((ROOT / "inventories/local/group_vars/all/load_balancers.yml").read_text())
+# unhealthy threshold x interval + timeout
+HEALTH_WINDOW = (
+    LB["aws_load_balancers_unhealthy_threshold"] * LB["aws_load_balancers_health_check_interval"]
+    + LB["aws_load_balancers_health_check_timeout"]
+)
 
 
 def wait_all_up(balancer: str, backend: str, count: int, timeout: float = 180) -> None:

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Every test, as CI runs it (`make test`, called by .ci/run):
+#   1. lint (ruff, yamllint, ansible-lint)
+#   2. taskboard's tests (real PostgreSQL)            } the local fleet comes
+#   3. every Molecule scenario (podman, systemd)      } up meanwhile (make up)
+#   4. the kit's tests against a real moto server (tests/)
+#   5. the fleet's tests (tests/local/: real containers and traffic), then
+#      make down when this run brought the fleet up
+# Prints each step's wall time; stops at the first failing step.
+#   THREETIER_TEST_FLEET=0   skip the fleet (steps 5 and the make up)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+logdir="$here/.local/test"
+mkdir -p "$logdir"
+fleet=${THREETIER_TEST_FLEET:-1}
+summary=()
+started=$SECONDS
+
+finish() {
+    echo "==== test summary"
+    printf '  %s\n' "${summary[@]}"
+    echo "  total $((SECONDS - started)) s"
+}
+
+step() {
+    local name=$1 t0=$SECONDS
+    shift
+    echo "==== $name"
+    if "$@"; then
+        summary+=("$(printf 'PASS  %-26s %5s s' "$name" $((SECONDS - t0)))")
+    else
+        local rc=$?
+        summary+=("$(printf 'FAIL  %-26s %5s s' "$name" $((SECONDS - t0)))")
+        finish
+        exit "$rc"
+    fi
+}
+
+up_pid=""
+fleet_was_up=0
+if [ "$fleet" = 1 ]; then
+    if podman container exists tt-local-lb-ext 2>/dev/null; then
+        fleet_was_up=1
+    fi
+    # The fleet comes up beside the app's tests and the Molecule scenarios
+    # (its bake and boots mostly wait on package installs and systemd).
+    echo "==== make up, in the background (log: $logdir/up.log)"
+    up_t0=$SECONDS
+    scripts/up.sh >"$logdir/up.log" 2>&1 &
+    up_pid=$!
+fi
+stop_up() {
+    if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
+        kill -- "$up_pid" 2>/dev/null || true
+    fi
+}
+trap stop_up EXIT
+
+step "lint" make --no-print-directory lint
+step "test-app" make --no-print-directory test-app
+step "test-roles" make --no-print-directory test-roles
+step "test-kit" make --no-print-directory test-kit
+
+if [ "$fleet" = 1 ]; then
+    echo "==== waiting for make up"
+    if wait "$up_pid"; then
+        up_pid=""
+        summary+=("$(printf 'PASS  %-26s %5s s' "make up (in background)" $((SECONDS - up_t0)))")
+        cat "$logdir/up.log"
+    else
+        up_pid=""
+        summary+=("FAIL  make up (in background)")
+        tail -n 60 "$logdir/up.log"
+        finish
+        exit 1
+    fi
+    export THREETIER_FLEET_UP=1  # the fleet tests need not run up.sh first
+    step "test-fleet" make --no-print-directory test-fleet
+    if [ "$fleet_was_up" = 0 ]; then
+        step "make down" scripts/down.sh
+    fi
+fi
+finish
