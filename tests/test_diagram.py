@@ -1,0 +1,257 @@
+"""`make diagram` against a provisioned emulator: site.yml runs once on a
+moto server of this module's own (recorder on), then scripts/diagram.py
+draws it. The DOT must name the subnets, both balancers, both Auto Scaling
+groups with their instances, the database and the security-group edges with
+their ports (app -> db on 5432); SVG and PNG must come out.
+
+The same run checks the operator's IAM policy against what the playbooks
+really call: every API call moto recorded during site.yml must be granted by
+iam/operator-policy.json (tests/test_iam_policy.py checks the policy against
+the modules' sources)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Kit, Moto, _free_port
+
+REGION = "us-east-1"  # inventories/local
+PREFIX = "threetier-local"
+# credential scope service -> IAM prefix, where they differ
+SCOPE_PREFIX = {"monitoring": "cloudwatch"}
+
+
+def _post(url: str) -> bytes:
+    req = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        return resp.read()
+
+
+@pytest.fixture(scope="module")
+def recorded_site(tmp_path_factory):
+    """A moto of our own (others' tests keep theirs), site.yml run once on the
+    local inventory while moto's recorder is on."""
+    workdir = tmp_path_factory.mktemp("moto-diagram")
+    log = workdir / "moto.log"
+    port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "moto_server.py"),
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,  # the recorder writes its file into the working directory
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 (loopback)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)
+    moto = Moto(url=url, log=log, proc=proc)
+    try:
+        _post(url + "/moto-api/recorder/reset-recording")
+        _post(url + "/moto-api/recorder/start-recording")
+        run = Kit(moto).playbook("site.yml")
+        _post(url + "/moto-api/recorder/stop-recording")
+        with urllib.request.urlopen(url + "/moto-api/recorder/download-recording", timeout=30) as r:  # noqa: S310
+            recording = r.read().decode()
+        assert run.rc == 0, run.output[-4000:] + "\n" + moto.log_tail()
+        yield moto, recording
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def drawn(recorded_site, tmp_path_factory):
+    moto, _ = recorded_site
+    out = tmp_path_factory.mktemp("diagram")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",  # moto's documented dummy
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "diagram.py"),
+            "--prefix",
+            PREFIX,
+            "--out-dir",
+            str(out),
+            "--no-fleet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, (out / "architecture.dot").read_text(encoding="utf-8"), moto
+
+
+def test_dot_names_every_part(drawn):
+    _, dot, _ = drawn
+    for subnet in ("public-a", "public-b", "app-a", "app-b", "db-a", "db-b"):
+        assert f"subnet {subnet}" in dot
+    assert "AZ us-east-1a" in dot
+    assert "AZ us-east-1b" in dot
+    assert f"ALB {PREFIX}-ext" in dot
+    assert "internet-facing" in dot
+    assert f"ALB {PREFIX}-int" in dot
+    assert "internal" in dot
+    assert f"ASG {PREFIX}-web" in dot
+    assert f"ASG {PREFIX}-app" in dot
+    assert f"RDS {PREFIX}-db" in dot
+    assert "postgres" in dot
+
+
+def test_dot_matches_the_emulator(drawn):
+    """Every instance the groups have is drawn, inside a subnet cluster."""
+    _, dot, moto = drawn
+    groups = moto.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"]
+    ids = [i["InstanceId"] for g in groups for i in g["Instances"]]
+    assert len(ids) >= 4
+    for iid in ids:
+        assert re.search(rf"\bi_{iid.replace('-', '_')} \[label=\"{iid}\\n", dot), iid
+
+
+def test_security_group_edges_with_ports(drawn):
+    _, dot, _ = drawn
+
+    def edge(a: str, b: str) -> str:
+        m = re.search(rf"^  {a} -> {b} \[style=bold, label=\"([^\"]+)\"", dot, flags=re.M)
+        assert m, f"no security-group edge {a} -> {b}"
+        return m.group(1)
+
+    p = PREFIX.replace("-", "_")
+    assert "tcp/5432" in edge(f"asg_{p}_app", f"db_{p}_db")
+    assert "tcp/443" in edge("internet", f"lb_{p}_ext")
+    assert "tcp/5000" in edge(f"asg_{p}_web", f"lb_{p}_int")
+    # nothing but the app tier reaches the database
+    into_db = re.findall(rf"^  (\w+) -> db_{p}_db \[style=bold", dot, flags=re.M)
+    assert into_db == [f"asg_{p}_app"]
+
+
+def test_svg_and_png_are_rendered(drawn):
+    out, _, _ = drawn
+    svg = (out / "architecture.svg").read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<?xml")
+    assert "<svg" in svg
+    # graphviz writes "-" as &#45; in SVG text
+    assert f"RDS {PREFIX}-db".replace("-", "&#45;") in svg
+    assert svg.count('class="node"') >= 10
+    png = (out / "architecture.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) > 10_000
+
+
+# ---------------------------------------------------------------- IAM, as run
+
+S3_QUERY_ACTION = {
+    ("GET", "versioning"): "s3:GetBucketVersioning",
+    ("PUT", "versioning"): "s3:PutBucketVersioning",
+    ("GET", "encryption"): "s3:GetEncryptionConfiguration",
+    ("PUT", "encryption"): "s3:PutEncryptionConfiguration",
+    ("DELETE", "encryption"): "s3:PutEncryptionConfiguration",
+    ("GET", "publicAccessBlock"): "s3:GetBucketPublicAccessBlock",
+    ("PUT", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("DELETE", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
+    ("GET", "tagging"): "s3:GetBucketTagging",
+    ("PUT", "tagging"): "s3:PutBucketTagging",
+    ("DELETE", "tagging"): "s3:PutBucketTagging",
+    ("GET", "policy"): "s3:GetBucketPolicy",
+    ("PUT", "policy"): "s3:PutBucketPolicy",
+    ("DELETE", "policy"): "s3:DeleteBucketPolicy",
+    ("GET", "ownershipControls"): "s3:GetBucketOwnershipControls",
+    ("PUT", "ownershipControls"): "s3:PutBucketOwnershipControls",
+    ("DELETE", "ownershipControls"): "s3:PutBucketOwnershipControls",
+    ("GET", "acl"): "s3:GetBucketAcl",
+    ("PUT", "acl"): "s3:PutBucketAcl",
+    ("GET", "versions"): "s3:ListBucketVersions",
+    ("GET", "accelerate"): "s3:GetAccelerateConfiguration",
+    ("GET", "requestPayment"): "s3:GetBucketRequestPayment",
+    ("GET", "logging"): "s3:GetBucketLogging",
+    ("GET", "object-lock"): "s3:GetBucketObjectLockConfiguration",
+    ("GET", "location"): "s3:GetBucketLocation",
+}
+S3_PLAIN_ACTION = {
+    ("PUT", False): "s3:CreateBucket",
+    ("HEAD", False): "s3:ListBucket",
+    ("GET", False): "s3:ListBucket",
+    ("DELETE", False): "s3:DeleteBucket",
+    ("GET", True): "s3:GetObject",
+    ("HEAD", True): "s3:GetObject",
+    ("PUT", True): "s3:PutObject",
+    ("DELETE", True): "s3:DeleteObject",
+}
+
+
+def iam_action(entry: dict) -> str | None:
+    """The IAM action of one recorded request (None: not an AWS API call)."""
+    headers = {k.lower(): v for k, v in entry["headers"].items()}
+    scope = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/", headers.get("authorization", ""))
+    if not scope:
+        return None
+    service = scope.group(1)
+    prefix = SCOPE_PREFIX.get(service, service)
+    url = urllib.parse.urlsplit(entry["url"])
+    if service == "s3":
+        parts = [p for p in url.path.split("/") if p]
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        for key in query:
+            if (entry["method"], key) in S3_QUERY_ACTION:
+                return S3_QUERY_ACTION[(entry["method"], key)]
+        if "delete" in query:
+            return "s3:DeleteObject"
+        return S3_PLAIN_ACTION.get((entry["method"], len(parts) > 1), f"s3:?{entry['method']}")
+    if "x-amz-target" in headers:
+        return f"{prefix}:{headers['x-amz-target'].rsplit('.', 1)[-1]}"
+    if "/operation/" in url.path:
+        return f"{prefix}:{url.path.rsplit('/', 1)[-1]}"
+    body = entry.get("body") or ""
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    action = urllib.parse.parse_qs(body).get("Action") or urllib.parse.parse_qs(url.query).get(
+        "Action"
+    )
+    return f"{prefix}:{action[0]}" if action else f"{prefix}:?"
+
+
+def test_every_call_of_a_real_run_is_granted(recorded_site):
+    _, recording = recorded_site
+    entries = [json.loads(line) for line in recording.splitlines() if line.strip()]
+    # sts:GetCallerIdentity needs no permission (IAM cannot deny it)
+    called = {a for a in map(iam_action, entries) if a} - {"sts:GetCallerIdentity"}
+    assert len(called) > 40, f"recorded too few calls to be right: {sorted(called)}"
+    policy = json.loads((ROOT / "iam" / "operator-policy.json").read_text(encoding="utf-8"))
+    granted = {a for st in policy["Statement"] for a in st["Action"]}
+    missing = sorted(called - granted)
+    assert not missing, f"site.yml called, iam/operator-policy.json does not grant: {missing}"
