@@ -26,6 +26,7 @@ import json
 import re
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import jinja2
@@ -192,7 +193,10 @@ def jinja_names(text: str, bare: bool) -> set[str]:
     elif not _jinja_ext.search(text):
         return set()
     try:
-        tree = _env.parse(text)
+        with warnings.catch_warnings():
+            # regexes in string literals ('\\s') are Ansible's business, not ours
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = _env.parse(text)
     except jinja2.TemplateSyntaxError as exc:
         raise StaleInputError(f"cannot parse {text!r}: {exc}") from exc
     # the AST, not jinja2.meta: that one compiles, and fails on Ansible's filters

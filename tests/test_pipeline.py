@@ -8,6 +8,7 @@ copy of the workflow."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import re
 import shutil
@@ -190,6 +191,44 @@ def test_order_check_catches(change, expected):
     doc = copy.deepcopy(load())
     change(doc["jobs"])
     assert any(expected in p for p in order_problems(doc)), order_problems(doc)
+
+
+def _gen_reference():
+    spec = importlib.util.spec_from_file_location(
+        "gen_reference", ROOT / "scripts" / "gen-reference.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def extra_var_problems(doc: dict) -> list[str]:
+    """Every `-e name=...` the workflow gives a playbook is a variable that
+    playbook takes, or one of the roles'/inventories' variables."""
+    gen = _gen_reference()
+    known = gen.known_names()
+    problems = []
+    for line in run_lines(doc):
+        pb = re.search(r"ansible-playbook\b.*?(playbooks/[\w-]+\.ya?ml)", line)
+        if not pb or not (ROOT / pb.group(1)).is_file():
+            continue
+        taken, prompts = gen.playbook_inputs(ROOT / pb.group(1), known)
+        for name in re.findall(r"-e\s+([A-Za-z_]\w*)=", line):
+            if name not in taken | prompts | known:
+                problems.append(f"{pb.group(1)}: -e {name} is no variable it reads")
+    return problems
+
+
+def test_extra_vars_are_what_the_playbooks_read():
+    doc = load()
+    assert any("-e threetier_release=" in line for line in run_lines(doc))
+    assert extra_var_problems(doc) == []
+    doc["jobs"]["bake"]["steps"].append(
+        {"run": "ansible-playbook -i inventories/local playbooks/images.yml -e image_version=1.0.0"}
+    )
+    assert extra_var_problems(doc) == [
+        "playbooks/images.yml: -e image_version is no variable it reads"
+    ]
 
 
 def test_every_make_target_playbook_and_inventory_exists():
