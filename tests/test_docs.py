@@ -59,6 +59,8 @@ def tree(tmp_path: Path) -> Path:
         )
     (tmp_path / "scripts").mkdir()
     shutil.copy2(GEN, tmp_path / "scripts" / GEN.name)
+    # a fresh baseline of the copy (the repo's own staleness is the first test's)
+    assert run_gen(tmp_path).returncode == 0
     assert run_gen(tmp_path, "--check").returncode == 0
     return tmp_path
 
