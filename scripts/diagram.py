@@ -364,11 +364,19 @@ def to_dot(graph: Graph) -> str:
         labels = merged.setdefault((a, b, style), [])
         if label and label not in labels:
             labels.append(label)
+    # a target group and the security group behind it: one edge, both labels
+    for a, b, style in [k for k in merged if k[2] == "solid"]:
+        if (a, b, "bold") in merged:
+            merged[(a, b, "bold")] = merged.pop((a, b, style)) + merged[(a, b, "bold")]
     for (a, b, style), labels in merged.items():
         attrs = [f"style={style}"]
         if labels:
             text = labels[0]
-            if style == "bold" and len(labels) > 1:
+            sg_labels = [x for x in labels if x.startswith("SG ")]
+            other = [x for x in labels if not x.startswith("SG ")]
+            if style == "bold" and other:
+                text = "\\n".join([*other, *sg_labels])
+            elif style == "bold" and len(labels) > 1:
                 # "SG tcp/80 from X" + "SG tcp/443 from X" -> "SG tcp/80, tcp/443 from X"
                 ports = [x.removeprefix("SG ").split(" from ")[0] for x in labels]
                 suffix = labels[0].partition(" from ")[2]
