@@ -81,7 +81,11 @@ def read_aws(graph: Graph, session: boto3.session.Session, prefix: str) -> None:
     asg_client = session.client("autoscaling")
     rds = session.client("rds")
 
-    vpcs = [v for v in ec2.describe_vpcs()["Vpcs"] if tags_of(v).get("Name", "").startswith(prefix)]
+    all_vpcs = ec2.describe_vpcs()["Vpcs"]
+    # the environment's own VPC (<prefix>-vpc), else any whose name starts with the prefix
+    vpcs = [v for v in all_vpcs if tags_of(v).get("Name") == f"{prefix}-vpc"] or [
+        v for v in all_vpcs if tags_of(v).get("Name", "").startswith(prefix)
+    ]
     if not vpcs:
         raise SystemExit(f"diagram: no VPC named {prefix}* in {session.region_name}")
     if len(vpcs) > 1:
