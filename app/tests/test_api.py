@@ -81,6 +81,18 @@ def test_list_pagination_and_filter(client):
     assert open_["total"] == 4
     assert [t["id"] for t in open_["items"]] == [ids[1], ids[2]]
 
+    # newest first (the page's order): the task just added leads the first page
+    newest = client.get("/api/tasks?limit=3&order=desc").get_json()
+    assert [t["id"] for t in newest["items"]] == ids[::-1][:3]
+    assert newest["total"] == 7
+    older = client.get("/api/tasks?limit=3&offset=3&order=DESC&done=false").get_json()
+    assert [t["id"] for t in older["items"]] == [ids[1]]
+    assert client.get("/api/tasks?limit=3&order=asc").get_json()["items"] == page_asc(client)
+
+
+def page_asc(client):
+    return client.get("/api/tasks?limit=3").get_json()["items"]
+
 
 def test_default_and_maximum_page_size(client, app):
     for i in range(25):

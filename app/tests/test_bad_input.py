@@ -94,6 +94,8 @@ CASES = {
     "negative offset": ("get", "/api/tasks?offset=-1", {}, 400, "offset"),
     "offset not a number": ("get", "/api/tasks?offset=1e3", {}, 400, "offset"),
     "done filter yes": ("get", "/api/tasks?done=yes", {}, 400, "done"),
+    "order sideways": ("get", "/api/tasks?order=sideways", {}, 400, "order"),
+    "order empty": ("get", "/api/tasks?order=", {}, 400, "order"),
     "repeated parameter": ("get", "/api/tasks?limit=1&limit=2", {}, 400, "limit"),
     "unknown parameter": ("get", "/api/tasks?sort=title", {}, 400, "sort"),
     # routes and methods

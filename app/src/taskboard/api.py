@@ -59,7 +59,8 @@ def list_tasks() -> Response:
         count = count.where(Task.done == query["done"])
     db = session()
     total = db.scalar(count) or 0
-    rows = db.scalars(stmt.order_by(Task.id).limit(query["limit"]).offset(query["offset"]))
+    order = Task.id.desc() if query["order"] == "desc" else Task.id.asc()
+    rows = db.scalars(stmt.order_by(order).limit(query["limit"]).offset(query["offset"]))
     return jsonify(
         {
             "items": [task.to_dict() for task in rows],

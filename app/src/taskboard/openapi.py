@@ -12,8 +12,7 @@ from taskboard.schema import (
     TASK_LIST_SCHEMA,
     TASK_SCHEMA,
     TASK_UPDATE,
-    BoolParam,
-    IntParam,
+    Param,
 )
 
 ERR = {"$ref": "#/components/schemas/Error"}
@@ -30,7 +29,7 @@ def _json(description: str, ref: str) -> dict[str, Any]:
     }
 
 
-def _param(p: IntParam | BoolParam) -> dict[str, Any]:
+def _param(p: Param) -> dict[str, Any]:
     return {
         "name": p.name,
         "in": p.where,

@@ -239,14 +239,39 @@ class BoolParam:
         raise ApiError(400, f"{self.name} must be true or false", self.name)
 
 
+@dataclass(frozen=True)
+class ChoiceParam:
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    where: str = "query"
+    description: str = ""
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices), "default": self.default}
+
+    def parse(self, raw: str | None) -> str:
+        if raw is None:
+            return self.default
+        value = raw.strip().lower()
+        if value not in self.choices:
+            raise ApiError(400, f"{self.name} must be one of {', '.join(self.choices)}", self.name)
+        return value
+
+
+Param = IntParam | BoolParam | ChoiceParam
+
 TASK_ID = IntParam("id", 1, MAX_ID, where="path", description="the task's id")
 LIMIT = IntParam("limit", 1, PAGE_MAX, PAGE_DEFAULT, description="page size")
 OFFSET = IntParam("offset", 0, MAX_OFFSET, 0, description="tasks to skip")
 DONE_FILTER = BoolParam("done", description="only done (true) or open (false) tasks")
-LIST_PARAMS: tuple[IntParam | BoolParam, ...] = (LIMIT, OFFSET, DONE_FILTER)
+ORDER = ChoiceParam(
+    "order", ("asc", "desc"), "asc", description="by id: oldest first (asc) or newest first (desc)"
+)
+LIST_PARAMS: tuple[Param, ...] = (LIMIT, OFFSET, DONE_FILTER, ORDER)
 
 
-def parse_query(args: Any, params: tuple[IntParam | BoolParam, ...]) -> dict[str, Any]:
+def parse_query(args: Any, params: tuple[Param, ...]) -> dict[str, Any]:
     known = {p.name: p for p in params}
     for key in args:
         if key not in known:

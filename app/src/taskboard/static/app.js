@@ -64,7 +64,8 @@ function render(page) {
 }
 
 async function load() {
-  const params = new URLSearchParams({ limit: PAGE, offset: state.offset });
+  // newest first: a task just added is on the first page
+  const params = new URLSearchParams({ limit: PAGE, offset: state.offset, order: "desc" });
   if (state.done) params.set("done", state.done);
   try {
     render(await call("GET", `/api/tasks?${params}`));
