@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {
     **os.environ,
@@ -112,11 +114,11 @@ def tiers(args) -> None:
 
 
 def rollout(version: str) -> None:
-    apps = [
-        n
-        for n in podman("ps", "--filter", "label=tier=app", "--format", "{{.Names}}").stdout.split()
-        if n
-    ]
+    def names(tier: str) -> list[str]:
+        out = podman("ps", "--filter", f"label=tier={tier}", "--format", "{{.Names}}").stdout
+        return [n for n in out.split() if n]
+
+    apps, webs = names("app"), names("web")
     t0 = time.monotonic()
     r = subprocess.run(
         ["ansible-playbook", "playbooks/release.yml", "-e", f"release_version={version}"],
@@ -124,16 +126,24 @@ def rollout(version: str) -> None:
         capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
     took = time.monotonic() - t0
-    # the target groups' numbers (roles/aws_load_balancers/defaults)
-    interval, healthy, drain_observed, restart = 15, 2, 1, 5
-    bound = len(apps) * (drain_observed + restart + healthy * interval)
+    # the target groups' numbers of the local inventory (HAProxy follows them)
+    lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
+    interval = lb["aws_load_balancers_health_check_interval"]
+    healthy = lb["aws_load_balancers_healthy_threshold"]
+    # draining ends when the target is idle (about 1 s under this load);
+    # gunicorn's restart to its first answer about 5 s; the page switch 0
+    drain_observed, restart = 1, 5
+    app_batch = drain_observed + restart + healthy * interval
+    web_batch = drain_observed + healthy * interval
+    bound = len(apps) * app_batch + len(webs) * web_batch
     print(
-        f"rollout of {version} over {len(apps)} app instances (serial 1):"
+        f"rollout of {version} over {len(apps)} app + {len(webs)} web instances (serial 1):"
         f" {took:.0f} s, exit {r.returncode}"
     )
     print(
-        f"lower bound: {len(apps)} batches x ({drain_observed} s drain (idle) + {restart} s restart"
-        f" + {healthy} x {interval} s healthy) = {bound} s; ratio {took / bound:.2f}"
+        f"lower bound: {len(apps)} app batches x ({drain_observed} s drain + {restart} s restart"
+        f" + {healthy} x {interval} s healthy) + {len(webs)} web batches x ({drain_observed} s"
+        f" + {healthy} x {interval} s) = {bound} s; ratio {took / bound:.2f}"
     )
 
 
