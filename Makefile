@@ -79,3 +79,14 @@ rollback: setup ## back to the previous release: make rollback [VERSION=x.y.z] [
 
 test-fleet: setup ## the local fleet's tests (make up first; real containers and traffic)
 	THREETIER_FLEET_TESTS=1 pytest tests/local $(PYTEST_ARGS)
+
+# --- the operator's documents ---
+DIAGRAM_DIR ?= build/diagram
+.PHONY: reference diagram
+
+reference: setup ## regenerate docs/reference.md (every role's and playbook's variables)
+	python scripts/gen-reference.py
+
+diagram: setup ## draw the deployed environment (SVG, PNG): make diagram [ENV=local] [DIAGRAM_DIR=build/diagram]
+	$(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1) \
+	  python scripts/diagram.py --prefix threetier-$(ENV) --out-dir $(DIAGRAM_DIR)

@@ -3,9 +3,9 @@
 #   1. lint (ruff, yamllint, ansible-lint)
 #   2. taskboard's tests (real PostgreSQL)            } the local fleet comes
 #   3. every Molecule scenario (podman, systemd)      } up meanwhile (make up)
-#   4. the kit's tests against a real moto server (tests/)
-#   5. the fleet's tests (tests/local/: real containers and traffic), then
-#      make down when this run brought the fleet up
+#   4. the kit's tests against real moto servers (tests/)   } side by side
+#   5. the fleet's tests (tests/local/: real traffic)        }
+#   then make down, when this run brought the fleet up
 # Prints each step's wall time; stops at the first failing step.
 #   THREETIER_TEST_FLEET=0   skip the fleet (steps 5 and the make up)
 set -euo pipefail
@@ -61,9 +61,9 @@ trap stop_up EXIT
 step "lint" make --no-print-directory lint
 step "test-app" make --no-print-directory test-app
 step "test-roles" make --no-print-directory test-roles
-step "test-kit" make --no-print-directory test-kit
-
-if [ "$fleet" = 1 ]; then
+if [ "$fleet" != 1 ]; then
+    step "test-kit" make --no-print-directory test-kit
+else
     echo "==== waiting for make up"
     if wait "$up_pid"; then
         up_pid=""
@@ -76,10 +76,30 @@ if [ "$fleet" = 1 ]; then
         finish
         exit 1
     fi
+    # The kit's tests (their own moto servers, no containers) run beside the
+    # fleet's; their output follows when both are done.
+    echo "==== test-kit, in the background (log: $logdir/test-kit.log)"
+    kit_t0=$SECONDS
+    make --no-print-directory test-kit >"$logdir/test-kit.log" 2>&1 &
+    kit_pid=$!
     export THREETIER_FLEET_UP=1  # the fleet tests need not run up.sh first
-    step "test-fleet" make --no-print-directory test-fleet
+    fleet_rc=0
+    step_t0=$SECONDS
+    echo "==== test-fleet"
+    make --no-print-directory test-fleet || fleet_rc=$?
+    fleet_s=$((SECONDS - step_t0))
+    kit_rc=0
+    wait "$kit_pid" || kit_rc=$?
+    echo "==== test-kit (ran beside test-fleet)"
+    cat "$logdir/test-kit.log"
+    summary+=("$(printf '%s  %-26s %5s s' "$([ $kit_rc = 0 ] && echo PASS || echo FAIL)" "test-kit (beside the fleet)" $((SECONDS - kit_t0)))")
+    summary+=("$(printf '%s  %-26s %5s s' "$([ $fleet_rc = 0 ] && echo PASS || echo FAIL)" "test-fleet" "$fleet_s")")
     if [ "$fleet_was_up" = 0 ]; then
         step "make down" scripts/down.sh
+    fi
+    if [ "$kit_rc" != 0 ] || [ "$fleet_rc" != 0 ]; then
+        finish
+        exit 1
     fi
 fi
 finish

@@ -149,7 +149,11 @@ def test_security_groups_chain_exactly(aws, vpc):
     }
     assert rules("web") == {("tcp", 80, 80, "sg", gid["alb-ext"])}
     assert rules("alb-int") == {("tcp", 5000, 5000, "sg", gid["web"])}
-    assert rules("app") == {("tcp", 5000, 5000, "sg", gid["alb-int"])}
+    # the app tier's metrics port (9100) only from the app tier itself
+    assert rules("app") == {
+        ("tcp", 5000, 5000, "sg", gid["alb-int"]),
+        ("tcp", 9100, 9100, "sg", gid["app"]),
+    }
     assert rules("db") == {("tcp", 5432, 5432, "sg", gid["app"])}
     # no SSH, from anywhere, into anything of the kit
     for g in groups.values():
