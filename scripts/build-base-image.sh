@@ -17,6 +17,13 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/scripts/containers.conf}
 if [ "${1:-}" != "--force" ] && podman image exists "$image"; then
     exit 0
 fi
+# One build at a time (make test brings the fleet up beside Molecule): the
+# second caller waits, then finds the image.
+exec 9>/var/tmp/threetier-base-image.lock
+flock 9
+if [ "${1:-}" != "--force" ] && podman image exists "$image"; then
+    exit 0
+fi
 for cmd in debootstrap podman; do
     command -v "$cmd" >/dev/null || { echo "build-base-image: $cmd is missing (run make setup)" >&2; exit 1; }
 done

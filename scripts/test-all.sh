@@ -38,6 +38,9 @@ step() {
     fi
 }
 
+# The base image first: the fleet's bake and Molecule both start from it.
+step "base image" scripts/build-base-image.sh
+
 up_pid=""
 fleet_was_up=0
 if [ "$fleet" = 1 ]; then
