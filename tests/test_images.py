@@ -185,7 +185,10 @@ def test_prune_keeps_newest_and_never_one_in_use(kit, moto, first_bake):
         )
 
 
-def test_bad_keep_refused(kit, first_bake):
-    run = kit.playbook("images.yml", *ARGS, "-e", "images_keep=0")
+def test_bad_keep_refused_before_any_change(kit, moto, first_bake):
+    before = {t: set(amis(moto, t)) for t in ("web", "app")}
+    run = kit.playbook("images.yml", *ARGS, "-e", "threetier_release=9.9.99", "-e", "images_keep=0")
     assert run.rc != 0
     assert "keep at least 1 AMI per tier" in run.output
+    assert "Record the new images" not in run.output
+    assert {t: set(amis(moto, t)) for t in ("web", "app")} == before
