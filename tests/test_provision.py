@@ -456,7 +456,7 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         == 4
     )
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
-    assert tg["HealthCheckIntervalSeconds"] == 15
+    assert tg["HealthCheckIntervalSeconds"] == LOCAL_LB["aws_load_balancers_health_check_interval"]
     attrs = {
         a["Key"]: a["Value"]
         for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
