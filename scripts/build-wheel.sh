@@ -9,7 +9,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 python="$here/.venv/bin/python"
 [ -x "$python" ] || python=python3
-dist="$here/dist"
+# where the wheel goes (THREETIER_DIST_DIR: elsewhere, e.g. a test's own directory)
+dist="${THREETIER_DIST_DIR:-$here/dist}"
 version="${1:-}"
 
 if [ -n "$version" ]; then

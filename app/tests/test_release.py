@@ -23,16 +23,23 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "scripts" / "build-wheel.sh"
 
 
-def build(*args: str) -> Path:
+def build(*args: str, dist: Path) -> Path:
+    # into a directory of the test's own: the repository's dist/ is what
+    # make up and the releases use (make test brings the fleet up meanwhile)
     result = subprocess.run(
-        [str(BUILD), *args], capture_output=True, text=True, timeout=300, check=False
+        [str(BUILD), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "THREETIER_DIST_DIR": str(dist)},
     )
     assert result.returncode == 0, result.stderr
     return Path(result.stdout.strip().splitlines()[-1])
 
 
 def test_wheel_carries_package_migrations_page_and_gunicorn_config(tmp_path):
-    wheel = build()
+    wheel = build(dist=tmp_path)
     assert wheel.name == f"taskboard-{__version__}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
     for member in (
@@ -96,10 +103,10 @@ def test_wheel_carries_package_migrations_page_and_gunicorn_config(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_wheel_of_another_version_leaves_the_tree_alone():
+def test_wheel_of_another_version_leaves_the_tree_alone(tmp_path):
     source = REPO / "app" / "src" / "taskboard" / "_version.py"
     before = source.read_bytes()
-    wheel = build("9.8.7rc1")
+    wheel = build("9.8.7rc1", dist=tmp_path)
     try:
         assert wheel.name == "taskboard-9.8.7rc1-py3-none-any.whl"
         inside = zipfile.ZipFile(wheel).read("taskboard/_version.py").decode()
