@@ -9,9 +9,11 @@ import shutil
 import uuid
 
 import pytest
-from fleetlib import fleet, podman, skip_unless_asked
+from fleetlib import fleet, skip_unless_asked
 
 pytestmark = skip_unless_asked
+
+from test_fleet import psql  # noqa: E402
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -81,18 +83,6 @@ def test_page_adds_a_task_in_a_real_browser(browser):
     # a reload lists it again: it came from the API, not only from the page
     browser.get(url)
     wait.until(ec.text_to_be_present_in_element((By.ID, "tasks"), title))
-    stored = podman(
-        "exec",
-        "tt-local-db",
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "psql",
-        "-d",
-        "taskboard",
-        "-tAc",
-        # the title is the test's own hex: nothing to inject
-        f"SELECT count(*) FROM tasks WHERE title = '{title}'",  # noqa: S608
-    ).stdout.strip()
+    # the title is the test's own hex: nothing to inject
+    stored = psql(f"SELECT count(*) FROM tasks WHERE title = '{title}'")  # noqa: S608
     assert stored == "1"
