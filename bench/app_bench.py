@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "app" / "tests"))
 
-from pgserver import PostgresServer, free_port, wait_for_port  # noqa: E402
+from gunicornserver import GunicornServer  # noqa: E402
+from pgserver import PostgresServer  # noqa: E402
 
 
 def migrate(url: str) -> None:
@@ -104,34 +105,12 @@ def main() -> int:
     with PostgresServer() as pg, tempfile.TemporaryDirectory() as tmp:
         url = pg.create_database("bench")
         migrate(url)
-        port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "TASKBOARD_BIND": f"127.0.0.1:{port}",
-            "TASKBOARD_LOG_LEVEL": "WARNING",
-        }
-        env.pop("TASKBOARD_DB_SECRET_ID", None)
+        settings = {"TASKBOARD_LOG_LEVEL": "WARNING"}
         if args.workers:
-            env["TASKBOARD_WORKERS"] = str(args.workers)
+            settings["TASKBOARD_WORKERS"] = str(args.workers)
         log = Path(tmp) / "gunicorn.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--config",
-                    "python:taskboard.gunicorn_conf",
-                    "--no-control-socket",
-                    "taskboard.wsgi:app",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for_port("127.0.0.1", port, timeout=30)
+        with GunicornServer(url, log, stop_timeout=30, **settings) as server:
+            port = server.port
             # seed: the listing returns a full default page (20 tasks)
             seed = json.dumps({"title": "seed task", "notes": "benchmark"}).encode()
             run_scenario(port, "POST", "/api/tasks", seed, 100, 30, 2)
@@ -170,13 +149,6 @@ def main() -> int:
                     f" {r['p50']:>7.2f} | {r['p99']:>7.2f} |",
                     flush=True,
                 )
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
     return 0
 
 

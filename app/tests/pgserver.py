@@ -178,9 +178,17 @@ class PostgresServer:
         self.destroy()
 
 
-def wait_for_port(host: str, port: int, timeout: float = 30) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float = 30, proc: subprocess.Popen | None = None
+) -> None:
+    """Until host:port accepts; ``proc``, the process meant to listen there,
+    ends the wait at once (RuntimeError) when it exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(
+                f"exited with status {proc.returncode} before {host}:{port} answered"
+            )
         try:
             with socket.create_connection((host, port), timeout=1):
                 return

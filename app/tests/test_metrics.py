@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,8 @@ import pytest
 import requests
 from conftest import migrate
 from flask import Flask
-from pgserver import PostgresServer, free_port, wait_for_port
+from gunicornserver import GunicornServer
+from pgserver import PostgresServer, free_port
 from prometheus_client.parser import text_string_to_metric_families
 from taskboard import create_app
 from taskboard.config import ConfigError, Settings
@@ -131,47 +130,18 @@ def test_bad_metrics_settings_refused(env, message):
 def served(pg: PostgresServer, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     url = pg.create_database(f"metrics_{os.getpid()}_{time.monotonic_ns()}")
     migrate(url)
-    port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()
     multiproc = tmp_path / "metrics"
     multiproc.mkdir()
     (multiproc / "counter_99999999.db").write_bytes(b"stale")  # an earlier run's values
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "TASKBOARD_BIND": f"127.0.0.1:{port}",
-        "TASKBOARD_METRICS_PORT": str(metrics_port),
-        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-        "TASKBOARD_WORKERS": "2",
-    }
-    env.pop("TASKBOARD_DB_SECRET_ID", None)
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "python:taskboard.gunicorn_conf",
-                "--no-control-socket",
-                "taskboard.wsgi:app",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        wait_for_port("127.0.0.1", metrics_port, timeout=30)
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", multiproc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        assert proc.returncode == 0, log.read_text()[-2000:]
+    with GunicornServer(
+        url,
+        tmp_path / "gunicorn.log",
+        TASKBOARD_METRICS_PORT=str(metrics_port),
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+        TASKBOARD_WORKERS="2",
+    ) as server:
+        yield server.url, f"http://127.0.0.1:{metrics_port}", multiproc
 
 
 def test_gunicorn_two_workers_counts_add_up(served):

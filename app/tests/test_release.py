@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 import requests
 from conftest import migrate
-from pgserver import free_port, wait_for_port
+from gunicornserver import GunicornServer
 from taskboard import __version__
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,39 +131,14 @@ def test_wheel_refuses_a_bad_version():
 def gunicorn(pg, tmp_path):
     url = pg.create_database(f"gunicorn_{os.getpid()}_{time.monotonic_ns()}")
     migrate(url)
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "TASKBOARD_BIND": f"127.0.0.1:{port}",
-        "TASKBOARD_WORKERS": "2",
-        "TASKBOARD_MAX_BODY_BYTES": "2048",
-        "TASKBOARD_GRACEFUL_TIMEOUT": "10",
-    }
-    env.pop("TASKBOARD_DB_SECRET_ID", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "python:taskboard.gunicorn_conf",
-                "--no-control-socket",
-                "taskboard.wsgi:app",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30)
-        yield proc, f"http://127.0.0.1:{port}", log, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    with GunicornServer(
+        url,
+        tmp_path / "gunicorn.log",
+        TASKBOARD_WORKERS="2",
+        TASKBOARD_MAX_BODY_BYTES="2048",
+        TASKBOARD_GRACEFUL_TIMEOUT="10",
+    ) as server:
+        yield server
 
 
 def children(pid: int) -> list[int]:
@@ -179,7 +154,7 @@ def children(pid: int) -> list[int]:
 
 
 def test_gunicorn_serves_with_config_as_code(gunicorn):
-    proc, base, log, _url = gunicorn
+    proc, base, log = gunicorn.proc, gunicorn.url, gunicorn.log
     assert requests.get(f"{base}/healthz", timeout=5).json() == {"status": "ok"}
     assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     created = requests.post(
@@ -224,7 +199,7 @@ def test_gunicorn_serves_with_config_as_code(gunicorn):
 
 
 def test_gunicorn_finishes_requests_in_flight_on_sigterm(gunicorn, pg):
-    proc, base, _log, url = gunicorn
+    proc, base, url = gunicorn.proc, gunicorn.url, gunicorn.database_url
     assert requests.post(f"{base}/api/tasks", json={"title": "t"}, timeout=5).status_code == 201
     dbname = url.rsplit("/", 1)[1]
     blocker = psycopg2.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname=dbname)
