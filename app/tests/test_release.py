@@ -165,6 +165,12 @@ def test_gunicorn_serves_with_config_as_code(gunicorn):
     )
     assert created.status_code == 201
     assert created.headers["X-Request-ID"] == "gunicorn-1"
+    # the master forks its workers one by one, up to 0.1 s apart: the first
+    # may answer before the second exists (bounded wait, then no third)
+    deadline = time.monotonic() + 10
+    while len(children(proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     assert len(children(proc.pid)) == 2
 
     # a chunked body (no Content-Length) past the limit is still refused
