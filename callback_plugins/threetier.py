@@ -1,0 +1,222 @@
+"""threetier's stdout callback: ansible-core's default output, plus two things.
+
+- A task that retries (until/retries/delay) says what it waits for and how
+  long is left, on one line, instead of "FAILED - RETRYING":
+      waiting [app-1]: Gate on /readyz: try 3 of 11, about 18 s left
+- After the PLAY RECAP, a SUMMARY: per host, how many tasks changed something
+  and which (or that nothing changed), where a run stopped, and where the
+  service answers (the `threetier_endpoints` custom stat the playbooks set
+  with ansible.builtin.set_stats; `threetier_notes` for anything else).
+
+Everything else is the default callback's, byte for byte (tests and
+scripts/up.sh read the recap lines); no line of ours looks like a recap line.
+ansible.cfg selects it (stdout_callback = threetier).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from ansible import constants
+from ansible.plugins.callback.default import CallbackModule as DefaultCallback
+
+DOCUMENTATION = """
+    name: threetier
+    type: stdout
+    short_description: the default output, plus waits that say how long is left and a summary
+    description:
+      - ansible-core's default stdout callback, unchanged, with two additions.
+      - A retrying task (until/retries/delay) prints one line per retry naming the task,
+        the next try, the number of tries and the seconds of retry delays left
+        (retries left x delay; the tries' own run time is not counted).
+      - After the PLAY RECAP, a SUMMARY block - per host the number and the names of
+        the tasks that changed something (or that nothing changed), the task a failed
+        host stopped at, the custom stat C(threetier_endpoints) (a dict label -> URL
+        or endpoint, set by the playbooks with ansible.builtin.set_stats) under
+        "where it answers", and the custom stat C(threetier_notes) (a list of lines).
+    extends_documentation_fragment:
+      - default_callback
+      - result_format_callback
+    requirements:
+      - set as stdout callback in ansible.cfg (stdout_callback = threetier)
+"""
+
+ENDPOINTS_STAT = "threetier_endpoints"
+NOTES_STAT = "threetier_notes"
+# how many names a summary line lists before "and N more"
+MAX_NAMES = 8
+
+
+def _seconds(value) -> float | None:
+    """The task's delay in seconds, or None when unknown (an untemplated
+    string, nothing). A negative delay is 1 s, as the task executor has it."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        return None
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return 1.0 if seconds < 0 else seconds
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{math.ceil(seconds)} s"
+    return f"{math.ceil(seconds / 60)} min"
+
+
+def _names(names: Iterable[str], limit: int = MAX_NAMES) -> str:
+    names = list(names)
+    shown = "; ".join(names[:limit])
+    if len(names) > limit:
+        shown += f" and {len(names) - limit} more"
+    return shown
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+class CallbackModule(DefaultCallback):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "stdout"
+    CALLBACK_NAME = "threetier"
+
+    def __init__(self):
+        super().__init__()
+        # host -> names of the tasks that changed something, in order, once each
+        self._threetier_changed: dict[str, dict[str, None]] = {}
+        # host -> the task it failed at (not ignored, not necessarily final:
+        # the recap's counters decide whether it is reported)
+        self._threetier_failed: dict[str, str] = {}
+
+    # --- what changed, what failed ---------------------------------------
+
+    def _threetier_task_name(self, result) -> str:
+        name = _one_line(result.task_name or result.task)
+        return name or "(unnamed task)"
+
+    def _threetier_note_changed(self, result) -> None:
+        if result.result.get("changed", False):
+            host = result.host.get_name()
+            self._threetier_changed.setdefault(host, {})[self._threetier_task_name(result)] = None
+
+    def v2_runner_on_ok(self, result) -> None:
+        self._threetier_note_changed(result)
+        super().v2_runner_on_ok(result)
+
+    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
+        if ignore_errors:
+            self._threetier_note_changed(result)
+        else:
+            self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
+        super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
+        super().v2_runner_on_unreachable(result)
+
+    # --- waits -------------------------------------------------------------
+
+    def v2_runner_retry(self, result) -> None:
+        res = result.result
+        # the executor's counters: `retries` is the number of tries in all
+        # (the first run plus the task's retries), `attempts` the next try
+        total, following = res.get("retries"), res.get("attempts")
+        if not isinstance(total, int) or not isinstance(following, int):
+            super().v2_runner_retry(result)
+            return
+        # the banner first: ansible.cfg hides skipped hosts, which defers the
+        # default callback's banner until the task's first result
+        if self._last_task_banner != result.task._uuid:
+            self._print_task_banner(result.task)
+        label = ""
+        if result.task.loop is not None and "item" in res:
+            label = f" (item={_one_line(self._get_item_label(res))})"
+        msg = (
+            f"waiting [{self.host_label(result)}]{label}: {self._threetier_task_name(result)}: "
+            f"try {following} of {total}"
+        )
+        delay = _seconds(getattr(result.task, "delay", None))
+        if delay:
+            # one delay before each try still to come
+            msg += f", about {_duration((total - following + 1) * delay)} left"
+        if self._run_is_verbose(result, verbosity=2):
+            msg += f" Result was: {self._dump_results(res)}"
+        self._display.display(msg, color=constants.COLOR_DEBUG)
+
+    # --- the end of the run ------------------------------------------------
+
+    def v2_playbook_on_stats(self, stats) -> None:
+        super().v2_playbook_on_stats(stats)
+        lines = self._threetier_summary(stats)
+        if not lines:
+            return
+        self._display.banner("SUMMARY", cows=False)
+        for text, color in lines:
+            self._display.display(text, color=color)
+        self._display.display("", screen_only=True)
+
+    def _threetier_summary(self, stats) -> list[tuple[str, str | None]]:
+        lines: list[tuple[str, str | None]] = []
+        hosts = sorted(stats.processed.keys())
+        unchanged, stopped = [], []
+        for host in hosts:
+            counts = stats.summarize(host)
+            changed = counts.get("changed", 0)
+            if changed:
+                names = list(self._threetier_changed.get(host, {}))
+                what = f": {_names(names)}" if names else ""
+                lines.append((f"  {host}: {changed} changed{what}", constants.COLOR_CHANGED))
+            else:
+                unchanged.append(host)
+            if counts.get("failures", 0) or counts.get("unreachable", 0):
+                where = self._threetier_failed.get(host)
+                stopped.append(f"  {host}: stopped at: {where}" if where else f"  {host}: failed")
+        if hosts and len(unchanged) == len(hosts):
+            lines.append(("  nothing changed", constants.COLOR_OK))
+        elif unchanged:
+            lines.append((f"  nothing changed on: {_names(unchanged)}", constants.COLOR_OK))
+        lines.extend((text, constants.COLOR_ERROR) for text in stopped)
+
+        endpoints = self._threetier_custom(stats, ENDPOINTS_STAT)
+        shown = {
+            _one_line(k): _one_line(v)
+            for k, v in (endpoints.items() if isinstance(endpoints, Mapping) else [])
+            if v not in (None, "", [], {})
+        }
+        if shown:
+            lines.append(("where it answers:", None))
+            lines.extend((f"  {k}: {v}", None) for k, v in shown.items())
+
+        notes = self._threetier_custom(stats, NOTES_STAT)
+        if isinstance(notes, str):
+            notes = [notes]
+        if not isinstance(notes, list):
+            notes = []
+        notes = [_one_line(n) for n in notes if _one_line(n)]
+        if notes:
+            lines.append(("notes:", None))
+            lines.extend((f"  {n}", None) for n in dict.fromkeys(notes))
+        return lines
+
+    @staticmethod
+    def _threetier_custom(stats, key: str):
+        """A custom stat of the whole run (set_stats, per_host: false) merged
+        with the same stat of every host (per_host: true)."""
+        merged = None
+        custom = getattr(stats, "custom", None) or {}
+        for owner in ["_run", *sorted(k for k in custom if k != "_run")]:
+            value = (custom.get(owner) or {}).get(key)
+            if value is None:
+                continue
+            if merged is None:
+                merged = dict(value) if isinstance(value, Mapping) else value
+            elif isinstance(merged, dict) and isinstance(value, Mapping):
+                merged.update(value)
+            elif isinstance(merged, list) and isinstance(value, list):
+                merged = merged + value
+        return merged
