@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
 ENV = "production"
 P = f"threetier-{ENV}"
 # the target groups' checks and draining the local inventory sets
 LOCAL_LB = yaml.safe_load(
-    (
-        Path(__file__).resolve().parents[1] / "inventories/local/group_vars/all/load_balancers.yml"
-    ).read_text()
+    (ROOT / "inventories/local/group_vars/all/load_balancers.yml").read_text()
 )
 EXTRA = (
     "-e",
@@ -273,8 +272,13 @@ def test_launch_templates_and_instance_profiles(aws, albs):
             n: iam.get_role_policy(RoleName=f"{P}-{tier}", PolicyName=n)["PolicyDocument"]
             for n in iam.list_role_policies(RoleName=f"{P}-{tier}")["PolicyNames"]
         }
-        want = {"read-artifacts", "read-db-secret"} if tier == "app" else {"read-artifacts"}
+        want = {"read-artifacts", "cloudwatch-agent"} | (
+            {"read-db-secret"} if tier == "app" else set()
+        )
         assert set(policies) == want
+        # no AWS-managed policy under the emulator (it has none); on AWS only SSM core
+        assert iam.list_attached_role_policies(RoleName=f"{P}-{tier}")["AttachedPolicies"] == []
+        check_agent_policy(policies["cloudwatch-agent"], tier, secret["ARN"].split(":")[4])
         reads = policies["read-artifacts"]["Statement"]
         assert {r for s in reads for r in s["Resource"]} == {
             "arn:aws:s3:::threetier-local-artifacts",
@@ -287,6 +291,66 @@ def test_launch_templates_and_instance_profiles(aws, albs):
                 "secretsmanager:GetSecretValue",
                 "secretsmanager:DescribeSecret",
             }
+
+
+def agent_log_groups(tier: str) -> list[str]:
+    """The log groups roles/cloudwatch_agent's configuration names for a tier
+    (its defaults: what the images bake)."""
+    d = yaml.safe_load((ROOT / "roles/cloudwatch_agent/defaults/main.yml").read_text())
+    if tier == "web":
+        names = [f["name"] for f in d["cloudwatch_agent_web_log_files"]]
+    else:
+        names = [u.removesuffix(".service") for u in d["cloudwatch_agent_app_journal_units"]]
+    names += [f["name"] for f in d["cloudwatch_agent_extra_log_files"]]
+    return [f"{d['cloudwatch_agent_log_group_prefix']}/{tier}/{n}" for n in names]
+
+
+def check_agent_policy(doc: dict, tier: str, account: str) -> None:
+    """The CloudWatch agent's inline policy: what CloudWatchAgentServerPolicy
+    grants, cut to what the agent's configuration uses and scoped: metrics in
+    the agent's namespace only, its own tier's log groups only."""
+    agent = yaml.safe_load((ROOT / "roles/cloudwatch_agent/defaults/main.yml").read_text())
+    st = {s["Sid"]: s for s in doc["Statement"]}
+    assert set(st) == {
+        "AgentMetrics",
+        "AgentInstanceTags",
+        "AgentFindLogGroups",
+        "AgentOwnLogGroups",
+    }
+    assert all(s["Effect"] == "Allow" for s in st.values())
+    assert st["AgentMetrics"]["Action"] == ["cloudwatch:PutMetricData"]
+    assert st["AgentMetrics"]["Resource"] == ["*"]  # PutMetricData takes no resource ARN
+    assert st["AgentMetrics"]["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": agent["cloudwatch_agent_namespace"]}
+    }
+    # ${aws:AutoScalingGroupName} in the metrics' dimensions comes from the instance's tags
+    assert st["AgentInstanceTags"]["Action"] == ["ec2:DescribeTags"]
+    logs = f"arn:aws:logs:{REGION}:{account}:log-group:"
+    assert st["AgentFindLogGroups"] == {
+        "Sid": "AgentFindLogGroups",
+        "Effect": "Allow",
+        "Action": ["logs:DescribeLogGroups"],
+        "Resource": [f"{logs}*"],
+    }
+    own = st["AgentOwnLogGroups"]
+    assert sorted(own["Action"]) == [
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+        "logs:PutRetentionPolicy",  # the configuration sets retention_in_days
+    ]
+    groups = agent_log_groups(tier)
+    assert groups, tier
+    assert sorted(own["Resource"]) == sorted(
+        [f"{logs}{g}" for g in groups] + [f"{logs}{g}:*" for g in groups]
+    )
+    other = "app" if tier == "web" else "web"
+    assert not [r for r in own["Resource"] if f"/{other}/" in r], "another tier's log groups"
+    # nothing beyond these statements: no wildcard action, no X-Ray, no SSM parameters
+    actions = [a for s in doc["Statement"] for a in s["Action"]]
+    assert not [a for a in actions if "*" in a]
+    assert len(actions) == 8
 
 
 def test_autoscaling_groups(aws, first_run, vpc):
@@ -443,6 +507,21 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         TargetGroupArn=tg["TargetGroupArn"],
         Attributes=[{"Key": "slow_start.duration_seconds", "Value": "0"}],
     )
+    # the agent's policy widened by hand: every log group, any namespace
+    iam = aws("iam")
+    wide = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["logs:PutLogEvents", "cloudwatch:PutMetricData"],
+                "Resource": ["*"],
+            }
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=f"{P}-web", PolicyName="cloudwatch-agent", PolicyDocument=json.dumps(wide)
+    )
     run = kit.playbook("site.yml", *EXTRA)
     RUNS.append(run)
     assert run.rc == 0, run.output[-4000:]
@@ -464,6 +543,9 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         ]
     }
     assert attrs["slow_start.duration_seconds"] == "30"
+    doc = iam.get_role_policy(RoleName=f"{P}-web", PolicyName="cloudwatch-agent")["PolicyDocument"]
+    account = _secret(aws)["ARN"].split(":")[4]
+    check_agent_policy(doc, "web", account)
 
 
 def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
