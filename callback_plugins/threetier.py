@@ -3,6 +3,10 @@
 - A task that retries (until/retries/delay) says what it waits for and how
   long is left, on one line, instead of "FAILED - RETRYING":
       waiting [app-1]: Gate on /readyz: try 3 of 11, about 18 s left
+  and a task still running after a few seconds shows its banner then, not
+  when its first result comes (ansible.cfg hides skipped hosts, which makes
+  the default callback hold banners back): a long single wait is named
+  while it waits ("Create or update the RDS instance, then wait up to...").
 - After the PLAY RECAP, a SUMMARY: per host, how many tasks changed something
   and which (or that nothing changed), where a run stopped, and where the
   service answers (the `threetier_endpoints` custom stat the playbooks set
@@ -15,7 +19,9 @@ ansible.cfg selects it (stdout_callback = threetier).
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections.abc import Iterable, Mapping
 
 from ansible import constants
@@ -35,6 +41,18 @@ DOCUMENTATION = """
         host stopped at, the custom stat C(threetier_endpoints) (a dict label -> URL
         or endpoint, set by the playbooks with ansible.builtin.set_stats) under
         "where it answers", and the custom stat C(threetier_notes) (a list of lines).
+      - A task still running after O(banner_after) seconds shows its banner then (with
+        O(display_skipped_hosts=false) the default callback prints it with the first result).
+    options:
+      banner_after:
+        description: Seconds after which a task still running shows its banner (0 - not early).
+        type: float
+        default: 5
+        env:
+          - name: THREETIER_CALLBACK_BANNER_AFTER
+        ini:
+          - section: callback_threetier
+            key: banner_after
     extends_documentation_fragment:
       - default_callback
       - result_format_callback
@@ -80,6 +98,15 @@ def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+def _locked(method):
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._threetier_lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class CallbackModule(DefaultCallback):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "stdout"
@@ -92,6 +119,105 @@ class CallbackModule(DefaultCallback):
         # host -> the task it failed at (not ignored, not necessarily final:
         # the recap's counters decide whether it is reported)
         self._threetier_failed: dict[str, str] = {}
+        # Retries arrive on the strategy's results thread, results on its main
+        # thread, late banners on a timer's: one at a time, so that a banner
+        # is printed once.
+        self._threetier_lock = threading.RLock()
+        self._threetier_timer: threading.Timer | None = None
+        # hosts of the current task without a result yet
+        self._threetier_running: set[str] = set()
+
+    # --- banners of tasks that take a while ---------------------------------
+    # A timer runs while a host of the current task has no result yet; when it
+    # fires before any result printed the banner, it prints the banner.
+
+    def _threetier_arm(self, task) -> None:
+        if self._threetier_timer is not None or self._last_task_banner == task._uuid:
+            return
+        try:
+            after = float(self.get_option("banner_after"))
+        except (KeyError, TypeError, ValueError):
+            after = 5.0
+        if after <= 0:
+            return
+        timer = threading.Timer(after, self._threetier_late_banner, args=(task,))
+        timer.daemon = True
+        self._threetier_timer = timer
+        timer.start()
+
+    def _threetier_disarm(self) -> None:
+        if self._threetier_timer is not None:
+            self._threetier_timer.cancel()
+            self._threetier_timer = None
+
+    def _threetier_late_banner(self, task) -> None:
+        with self._threetier_lock:
+            if self._threetier_timer is not threading.current_thread():
+                return  # disarmed meanwhile, or another task's timer
+            self._threetier_timer = None
+            if self._last_task_banner != task._uuid:
+                self._print_task_banner(task)
+
+    def _threetier_host_done(self, result) -> None:
+        self._threetier_running.discard(result.host.get_name())
+        if not self._threetier_running:
+            self._threetier_disarm()
+
+    def _threetier_new_task(self) -> None:
+        self._threetier_disarm()
+        self._threetier_running = set()
+
+    @_locked
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._threetier_new_task()
+        super().v2_playbook_on_task_start(task, is_conditional)
+
+    @_locked
+    def v2_playbook_on_handler_task_start(self, task):
+        self._threetier_new_task()
+        super().v2_playbook_on_handler_task_start(task)
+
+    @_locked
+    def v2_runner_on_start(self, host, task):
+        self._threetier_running.add(host.get_name())
+        self._threetier_arm(task)
+        super().v2_runner_on_start(host, task)
+
+    @_locked
+    def v2_playbook_on_play_start(self, play):
+        self._threetier_new_task()
+        super().v2_playbook_on_play_start(play)
+
+    @_locked
+    def v2_playbook_on_no_hosts_remaining(self):
+        self._threetier_new_task()
+        super().v2_playbook_on_no_hosts_remaining()
+
+    # the default's other printing callbacks, one at a time with the above
+    @_locked
+    def v2_runner_on_skipped(self, result) -> None:
+        super().v2_runner_on_skipped(result)
+        self._threetier_host_done(result)
+
+    @_locked
+    def v2_runner_item_on_ok(self, result) -> None:
+        super().v2_runner_item_on_ok(result)
+
+    @_locked
+    def v2_runner_item_on_failed(self, result) -> None:
+        super().v2_runner_item_on_failed(result)
+
+    @_locked
+    def v2_runner_item_on_skipped(self, result) -> None:
+        super().v2_runner_item_on_skipped(result)
+
+    @_locked
+    def v2_on_file_diff(self, result) -> None:
+        super().v2_on_file_diff(result)
+
+    @_locked
+    def v2_playbook_on_include(self, included_file) -> None:
+        super().v2_playbook_on_include(included_file)
 
     # --- what changed, what failed ---------------------------------------
 
@@ -104,23 +230,30 @@ class CallbackModule(DefaultCallback):
             host = result.host.get_name()
             self._threetier_changed.setdefault(host, {})[self._threetier_task_name(result)] = None
 
+    @_locked
     def v2_runner_on_ok(self, result) -> None:
         self._threetier_note_changed(result)
         super().v2_runner_on_ok(result)
+        self._threetier_host_done(result)
 
+    @_locked
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
         if ignore_errors:
             self._threetier_note_changed(result)
         else:
             self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
+        self._threetier_host_done(result)
 
+    @_locked
     def v2_runner_on_unreachable(self, result) -> None:
         self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
         super().v2_runner_on_unreachable(result)
+        self._threetier_host_done(result)
 
     # --- waits -------------------------------------------------------------
 
+    @_locked
     def v2_runner_retry(self, result) -> None:
         res = result.result
         # the executor's counters: `retries` is the number of tries in all
@@ -150,7 +283,9 @@ class CallbackModule(DefaultCallback):
 
     # --- the end of the run ------------------------------------------------
 
+    @_locked
     def v2_playbook_on_stats(self, stats) -> None:
+        self._threetier_new_task()
         super().v2_playbook_on_stats(stats)
         lines = self._threetier_summary(stats)
         if not lines:

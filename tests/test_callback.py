@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,7 @@ from conftest import ROOT, Kit, Run
 
 WAIT = "../tests/playbooks/callback_wait.yml"
 QUIET = "../tests/playbooks/callback_quiet.yml"
+SLOW = "tests/playbooks/callback_slow.yml"
 # how scripts/up.sh and the tests find recap lines
 RECAP_RE = re.compile(r" : ok=[0-9]+ ")
 
@@ -136,6 +139,32 @@ def test_everything_before_the_summary_is_the_default_output(kit, plain, extra):
     ours, theirs = _run(kit, QUIET, *extra), _run(plain, QUIET, *extra)
     assert "SUMMARY *" not in theirs.output
     assert _before_timer(ours.output).split("\nSUMMARY *")[0] == _before_timer(theirs.output)
+
+
+def test_a_long_task_shows_its_banner_while_it_runs(kit):
+    """ansible.cfg hides skipped hosts, so the default callback prints a
+    banner with the task's first result; a long single wait is named while
+    it waits instead."""
+    env = {**kit.env, "THREETIER_CALLBACK_BANNER_AFTER": "0.5"}
+    proc = subprocess.Popen(
+        ["ansible-playbook", "-i", "localhost,", SLOW],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: dict[str, float] = {}
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        seen.setdefault(line.split(" *")[0].strip(), time.monotonic())
+    assert proc.wait(timeout=60) == 0, "".join(lines)
+    banner, done = seen["TASK [Wait up to 3 s for nothing]"], seen["ok: [localhost]"]
+    # sleep 3: the banner about 0.5 s in, the result about 3 s in
+    assert done - banner > 1.5, "".join(lines)
+    # a task skipped everywhere still shows no banner
+    assert "Skip this one" not in "".join(lines)
 
 
 class _Screen:
