@@ -192,3 +192,79 @@ def test_bad_keep_refused_before_any_change(kit, moto, first_bake):
     assert "keep at least 1 AMI per tier" in run.output
     assert "Record the new images" not in run.output
     assert {t: set(amis(moto, t)) for t in ("web", "app")} == before
+
+
+# The AWS path's first check, run against the test's moto (every call of the
+# run goes there: the kit's environment points the AWS SDK at it).
+AWS_PATH = (
+    *EXTRA,
+    "-e",
+    "aws_emulator=false",
+    "-e",
+    "threetier_release=9.9.98",
+    "-e",
+    "aws_launch_templates_ami_id=ami-0123456789abcdef0",
+    "-e",
+    "aws_image_bake_operator_cidr=203.0.113.7/32",
+)
+
+
+def builders_and_temporaries(moto) -> dict:
+    ec2 = moto.client("ec2", REGION)
+    return {
+        "instances": [
+            i["InstanceId"]
+            for r in ec2.describe_instances(
+                Filters=[{"Name": "tag:Purpose", "Values": ["image-builder"]}]
+            )["Reservations"]
+            for i in r["Instances"]
+        ],
+        "key_pairs": [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]],
+        "groups": sorted(g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]),
+        "amis": {t: set(amis(moto, t)) for t in ("web", "app")},
+    }
+
+
+def test_aws_bake_refused_without_the_agent_package(kit, moto, stack):
+    before = builders_and_temporaries(moto)
+    run = kit.playbook("images.yml", *AWS_PATH)
+    assert run.rc != 0
+    assert "images: on AWS the images get the CloudWatch agent" in run.output, run.output[-3000:]
+    assert "cloudwatch_agent_package_checksum (sha256:<64 hex>" in run.output
+    assert "checksum=nothing" in run.output
+    assert "Build the release artifact" not in run.output
+    assert not (ROOT / "dist" / "taskboard-9.9.98-py3-none-any.whl").exists()
+    assert builders_and_temporaries(moto) == before
+
+
+def test_aws_bake_refuses_a_bad_checksum_and_accepts_a_good_one(kit, moto, stack):
+    url = "https://example.org/amazon-cloudwatch-agent.deb"
+    before = builders_and_temporaries(moto)
+    bad = kit.playbook(
+        "images.yml",
+        *AWS_PATH,
+        "-e",
+        json.dumps(
+            {"cloudwatch_agent_package_url": url, "cloudwatch_agent_package_checksum": "abc"}
+        ),
+    )
+    assert bad.rc != 0
+    assert "got url=https://example.org/amazon-cloudwatch-agent.deb, checksum=abc" in bad.output
+    # a good package passes this check: the run stops at the next one (images_keep=0)
+    good = kit.playbook(
+        "images.yml",
+        *AWS_PATH,
+        "-e",
+        json.dumps(
+            {
+                "cloudwatch_agent_package_url": url,
+                "cloudwatch_agent_package_checksum": "sha256:" + "a" * 64,
+            }
+        ),
+        "-e",
+        "images_keep=0",
+    )
+    assert good.rc != 0
+    assert "images: on AWS the images get the CloudWatch agent" not in good.output
+    assert "keep at least 1 AMI per tier" in good.output, good.output[-3000:]
+    assert builders_and_temporaries(moto) == before
