@@ -96,28 +96,27 @@ def test_app_tier_config_names_gunicorn_log_memory_and_disk(box, app_run):
     assert config["agent"]["metrics_collection_interval"] == 60
 
 
-def test_journal_export_ships_the_units_output(box, app_run):
-    marker = f"gunicorn-line-{uuid.uuid4().hex}"
-    # a unit named like the service writes to its stdout, as gunicorn does
+def unit_says(box: str, line: str) -> list[str]:
+    """A unit named like the service writes ``line`` to its stdout, as gunicorn
+    does; the export's lines once it has shipped it (bounded wait)."""
     in_box(
         box, "systemd-run", "--unit=taskboard.service", "--wait",
-        "sh", "-c", f"echo {marker}; sleep 1",
+        "sh", "-c", f"echo {line}; sleep 1",
     )  # fmt: skip
     deadline = time.monotonic() + 20
-    while marker not in in_box(box, "cat", EXPORT, check=False).stdout.splitlines():
-        assert time.monotonic() < deadline, in_box(box, "journalctl", "-n", "20").stdout
+    while line not in (lines := in_box(box, "cat", EXPORT, check=False).stdout.splitlines()):
+        assert time.monotonic() < deadline, (lines, in_box(box, "journalctl", "-n", "20").stdout)
         time.sleep(0.5)
+    return lines
+
+
+def test_journal_export_ships_the_units_output(box, app_run):
+    marker = f"gunicorn-line-{uuid.uuid4().hex}"
+    unit_says(box, marker)
     # a restart of the export repeats nothing and carries on
     in_box(box, "systemctl", "restart", "cloudwatch-journal-export@taskboard.service")
     after = f"{marker}-after-restart"
-    in_box(
-        box, "systemd-run", "--unit=taskboard.service", "--wait",
-        "sh", "-c", f"echo {after}; sleep 1",
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while after not in (lines := in_box(box, "cat", EXPORT).stdout.splitlines()):
-        assert time.monotonic() < deadline, lines
-        time.sleep(0.5)
+    lines = unit_says(box, after)
     assert lines.count(marker) == 1
     assert lines.count(after) == 1
 
