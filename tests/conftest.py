@@ -5,83 +5,24 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
+from motoserver import Moto, moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Moto:
-    url: str
-    log: Path
-    proc: subprocess.Popen
-
-    def client(self, service: str, region: str = "us-east-1"):
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name=region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def log_tail(self, lines: int = 80) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        # request lines are noise (4xx are the normal "not found" answers);
-        # keep server errors and everything that is not a request line
-        kept = [x for x in text if ('"POST ' not in x and '"GET ' not in x) or '" 50' in x]
-        return "\n".join(kept[-lines:])
-
-
 @pytest.fixture(scope="session")
-def moto(tmp_path_factory) -> Moto:
-    # moto with the kit's start-up fix (scripts/moto_server.py: launch-template
-    # versions >= 2 with user data), the same server scripts/moto.sh starts
-    server = ROOT / "scripts" / "moto_server.py"
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(server), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 (loopback)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.1)
-    yield Moto(url=url, log=log, proc=proc)
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def moto(tmp_path_factory) -> Iterator[Moto]:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -16,13 +16,13 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Kit, Moto, _free_port
+from conftest import ROOT, Kit
+from motoserver import moto_server
 
 REGION = "us-east-1"  # inventories/local
 PREFIX = "threetier-local"
@@ -41,35 +41,8 @@ def recorded_site(tmp_path_factory):
     """A moto of our own (others' tests keep theirs), site.yml run once on the
     local inventory while moto's recorder is on."""
     workdir = tmp_path_factory.mktemp("moto-diagram")
-    log = workdir / "moto.log"
-    port = _free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "scripts" / "moto_server.py"),
-                "-H",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,  # the recorder writes its file into the working directory
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 (loopback)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.1)
-    moto = Moto(url=url, log=log, proc=proc)
-    try:
+    with moto_server(workdir / "moto.log", cwd=workdir) as moto:
+        url = moto.url
         _post(url + "/moto-api/recorder/reset-recording")
         _post(url + "/moto-api/recorder/start-recording")
         run = Kit(moto).playbook("site.yml")
@@ -78,12 +51,6 @@ def recorded_site(tmp_path_factory):
             recording = r.read().decode()
         assert run.rc == 0, run.output[-4000:] + "\n" + moto.log_tail()
         yield moto, recording
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
