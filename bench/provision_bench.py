@@ -13,22 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "tests"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from motoserver import moto_server  # noqa: E402
 
 
 def children_cpu() -> float:
@@ -57,21 +52,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="no-op runs to time (default 3)")
     args = ap.parse_args()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tempfile.NamedTemporaryFile(prefix="moto-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    moto = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 (loopback)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with (
+        tempfile.TemporaryDirectory(prefix="moto-bench-") as tmp,
+        moto_server(Path(tmp) / "moto.log") as moto,
+    ):
+        url = moto.url
         env = dict(os.environ)
         env.update(
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -97,11 +82,6 @@ def main() -> None:
         wall, cpu, recap = run(env, "teardown.yml")
         print(f"teardown:  {wall:6.1f} s wall, {cpu:5.1f} s CPU  [{recap}]")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
 
 
 if __name__ == "__main__":
