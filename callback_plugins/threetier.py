@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 
@@ -64,6 +65,8 @@ ENDPOINTS_STAT = "threetier_endpoints"
 NOTES_STAT = "threetier_notes"
 # how many names a summary line lists before "and N more"
 MAX_NAMES = 8
+# "(...)" in a task name: an aside, left out of the summary
+_ASIDE = re.compile(r"\s*\([^()]*\)")
 
 
 def _seconds(value) -> float | None:
@@ -89,6 +92,24 @@ def _duration(seconds: float) -> str:
 def _names(names: Iterable[str], limit: int = MAX_NAMES) -> str:
     names = list(names)
     shown = "; ".join(names[:limit])
+    if len(names) > limit:
+        shown += f" and {len(names) - limit} more"
+    return shown
+
+
+def _task_names(names: Iterable[str], limit: int = MAX_NAMES) -> str:
+    """Changed tasks for the summary: asides in parentheses left out, a role
+    named once for its tasks in a row ("aws_network : A; B; aws_database : C")."""
+    parts, role = [], None
+    names = list(names)
+    for name in names[:limit]:
+        owner, sep, task = name.partition(" : ")
+        if not sep:
+            owner, task = None, name
+        task = " ".join(_ASIDE.sub("", task).split()) or task
+        parts.append(task if owner is None or owner == role else f"{owner} : {task}")
+        role = owner
+    shown = "; ".join(parts)
     if len(names) > limit:
         shown += f" and {len(names) - limit} more"
     return shown
@@ -304,7 +325,7 @@ class CallbackModule(DefaultCallback):
             changed = counts.get("changed", 0)
             if changed:
                 names = list(self._threetier_changed.get(host, {}))
-                what = f": {_names(names)}" if names else ""
+                what = f": {_task_names(names)}" if names else ""
                 lines.append((f"  {host}: {changed} changed{what}", constants.COLOR_CHANGED))
             else:
                 unchanged.append(host)

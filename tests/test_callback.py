@@ -207,3 +207,21 @@ def test_a_delay_it_cannot_read_leaves_the_seconds_out():
 def test_long_lists_are_cut():
     names = _plugin()._names([f"t{i}" for i in range(11)])
     assert names == "t0; t1; t2; t3; t4; t5; t6; t7 and 3 more"
+
+
+def test_changed_tasks_read_short():
+    names = _plugin()._task_names(
+        [
+            "aws_network : Create or update the VPC",
+            "aws_network : Create the NAT gateways (up to 320 s each)",
+            "aws_database : Create or update the RDS instance",
+            "Change one thing",
+            "aws_network : Tag the NAT gateways (emulator only)",
+            *[f"t{i}" for i in range(5)],
+        ]
+    )
+    assert names == (
+        "aws_network : Create or update the VPC; Create the NAT gateways; "
+        "aws_database : Create or update the RDS instance; Change one thing; "
+        "aws_network : Tag the NAT gateways; t0; t1; t2 and 2 more"
+    )
