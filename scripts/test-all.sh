@@ -51,12 +51,14 @@ if [ "$fleet" = 1 ]; then
     # (its bake and boots mostly wait on package installs and systemd).
     echo "==== make up, in the background (log: $logdir/up.log)"
     up_t0=$SECONDS
-    scripts/up.sh >"$logdir/up.log" 2>&1 &
+    # in its own process group, so that a failing step stops all of it
+    # (ansible-playbook and its workers too, not only up.sh)
+    setsid scripts/up.sh >"$logdir/up.log" 2>&1 &
     up_pid=$!
 fi
 stop_up() {
     if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
-        kill -- "$up_pid" 2>/dev/null || true
+        kill -TERM -- "-$up_pid" 2>/dev/null || true
     fi
 }
 trap stop_up EXIT
