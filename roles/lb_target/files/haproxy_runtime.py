@@ -1,10 +1,17 @@
 """HAProxy runtime API helper of the lb_target role (runs in the balancer).
 
-    haproxy_runtime.py SOCKET state BACKEND SERVER          -> JSON of the server's row
-    haproxy_runtime.py SOCKET set BACKEND SERVER STATE      -> ready | drain | maint
-    haproxy_runtime.py SOCKET wait-idle BACKEND SERVER SECS -> waits until no session (or SECS)
-    haproxy_runtime.py SOCKET wait-up BACKEND SERVER SECS   -> waits until UP (exit 1 on timeout)
-    haproxy_runtime.py SOCKET all BACKEND                   -> JSON list of every server's row
+    haproxy_runtime.py SOCKET state BACKEND SERVER          JSON of the server's row
+    haproxy_runtime.py SOCKET all BACKEND                   JSON list of every server's row
+    haproxy_runtime.py SOCKET set BACKEND SERVER STATE      ready | drain | maint
+    haproxy_runtime.py SOCKET wait-idle BACKEND SERVER SECS waits until no session (or SECS)
+    haproxy_runtime.py SOCKET enter BACKEND SERVER SECS     back in service as a target group
+        takes a target (no request until the health check passed its threshold);
+        waits until UP, exit 1 after SECS
+    haproxy_runtime.py SOCKET add BACKEND SERVER ADDR:PORT [KEYWORD ...]
+        a server added at run time, in maintenance, its health check on when the
+        keywords say check; nothing when it exists
+    haproxy_runtime.py SOCKET del BACKEND SERVER SECS       removes a server in maintenance
+        (its last connections get up to SECS)
 Standard library only: it runs with the balancer image's python3.
 """
 
@@ -46,12 +53,93 @@ def row(path: str, backend: str, server: str) -> dict[str, str]:
     sys.exit(f"haproxy: no server {backend}/{server}")
 
 
+def add(path: str, backend: str, server: str, address: str, keywords: list[str]) -> int:
+    """A server added at run time, as a target registered with a target group:
+    created in maintenance, its health checks on, put in service by `set ...
+    ready` (the role's `in`). Already there: nothing changes."""
+    found = [r for r in rows(path, backend) if r["svname"] == server]
+    if found:
+        print(json.dumps({"changed": False, "row": found[0]}))
+        return 0
+    command = " ".join(["add server", f"{backend}/{server}", address, *keywords])
+    answer = ask(path, command).strip()
+    if "New server registered" not in answer:
+        sys.exit(f"haproxy: {command}: {answer}")
+    if "check" in keywords:
+        answer = ask(path, f"enable health {backend}/{server}").strip()
+        if answer:
+            sys.exit(f"haproxy: enable health {backend}/{server}: {answer}")
+    print(json.dumps({"changed": True, "row": row(path, backend, server)}))
+    return 0
+
+
+def delete(path: str, backend: str, server: str, seconds: float) -> int:
+    """Remove a server that is in maintenance (a deregistered target). HAProxy
+    refuses while connections are attached: they get up to `seconds`, then
+    what is left is shut (as an ALB closes them after the deregistration
+    delay)."""
+    if not [r for r in rows(path, backend) if r["svname"] == server]:
+        print(json.dumps({"changed": False}))
+        return 0
+    limit = time.monotonic() + seconds
+    while True:
+        answer = ask(path, f"del server {backend}/{server}").strip()
+        if "Server deleted" in answer:
+            print(json.dumps({"changed": True}))
+            return 0
+        if time.monotonic() >= limit:
+            ask(path, f"shutdown sessions server {backend}/{server}")
+            answer = ask(path, f"del server {backend}/{server}").strip()
+            if "Server deleted" in answer:
+                print(json.dumps({"changed": True, "shut": True}))
+                return 0
+            sys.exit(f"haproxy: del server {backend}/{server}: {answer}")
+        time.sleep(0.5)
+
+
+def enter(path: str, backend: str, server: str, seconds: float) -> int:
+    """Put a server back in service the way a target group takes a target:
+    HAProxy would count a server leaving maintenance as up at once, before
+    any check; here it leaves maintenance with weight 0 and its health
+    forced down, so it gets no request until `rise` checks passed, then its
+    weight back. A server that is draining just goes back to ready."""
+    before = row(path, backend, server)
+    start = time.monotonic()
+    if before["status"].startswith("MAINT"):
+        b_s = f"{backend}/{server}"
+        answer = ask(
+            path, f"set weight {b_s} 0; set server {b_s} state ready; set server {b_s} health down"
+        ).strip()
+        if answer:
+            sys.exit(f"haproxy: putting {b_s} back: {answer}")
+    elif before["status"] != "UP":
+        ask(path, f"set server {backend}/{server} state ready")
+    limit = start + seconds
+    while True:
+        r = row(path, backend, server)
+        if r["status"] == "UP" or time.monotonic() >= limit:
+            break
+        time.sleep(0.5)
+    if r["status"] == "UP" and r["weight"] == "0":
+        ask(path, f"set weight {backend}/{server} 100%")
+        r = row(path, backend, server)
+    r["waited"] = round(time.monotonic() - start, 1)
+    print(json.dumps({"changed": before["status"] != "UP", "before": before, "after": r}))
+    return 0 if r["status"] == "UP" else 1
+
+
 def main(argv: list[str]) -> int:
     path, action, backend = argv[0], argv[1], argv[2]
     if action == "all":
         print(json.dumps(rows(path, backend)))
         return 0
     server = argv[3]
+    if action == "add":
+        return add(path, backend, server, argv[4], argv[5:])
+    if action == "del":
+        return delete(path, backend, server, float(argv[4]))
+    if action == "enter":
+        return enter(path, backend, server, float(argv[4]))
     if action == "state":
         print(json.dumps(row(path, backend, server)))
         return 0
@@ -62,15 +150,16 @@ def main(argv: list[str]) -> int:
             sys.exit(f"haproxy: set server {backend}/{server} state {argv[4]}: {answer}")
         print(json.dumps({"before": before, "after": row(path, backend, server)}))
         return 0
+    if action != "wait-idle":
+        sys.exit(f"haproxy_runtime: unknown action {action}")
     limit = time.monotonic() + float(argv[4])
     start = time.monotonic()
     while True:
         r = row(path, backend, server)
-        done = r["scur"] == "0" if action == "wait-idle" else r["status"] == "UP"
-        if done or time.monotonic() >= limit:
+        if r["scur"] == "0" or time.monotonic() >= limit:
             r["waited"] = round(time.monotonic() - start, 1)
             print(json.dumps(r))
-            return 0 if done or action == "wait-idle" else 1
+            return 0
         time.sleep(0.5)
 
 
