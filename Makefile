@@ -65,27 +65,28 @@ clean: ## remove build products (not the environment)
 
 # --- the local fleet's releases and tests (appended by the local-fleet work) ---
 SERIAL ?= 1
-# (the emulator's endpoint only for ENV=local: AWS environments never get it)
 .PHONY: release rollback test-fleet
 
 STRATEGY ?= rolling
-release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%] [STRATEGY=rolling|immutable]
-	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1] [STRATEGY=rolling|immutable]" >&2; exit 2; }
+# immutable: bake (reused when the release has its AMIs), then app before
+# web as in a rolling release, BATCH instances surged and replaced at a time
+BATCH ?= 1
+# (the emulator's endpoint only for ENV=local: AWS environments never get it)
+RELEASE_ENV = $(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer}
+release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%] [STRATEGY=rolling|immutable] [BATCH=1]
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1] [STRATEGY=rolling|immutable] [BATCH=1]" >&2; exit 2; }
 ifeq ($(STRATEGY),immutable)
-	@if [ "$(ENV)" = local ]; then echo "release: STRATEGY=immutable is not built for the local podman fleet yet; against the emulator alone: ansible-playbook playbooks/images.yml, then playbooks/release_immutable.yml (playbooks/IMAGES.md)" >&2; exit 2; fi
-	ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION)
-	ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=web -e release_version=$(VERSION)
-	ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=app -e release_version=$(VERSION)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=app -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=web -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
 else ifneq ($(STRATEGY),rolling)
 	@echo "release: STRATEGY is rolling or immutable, not '$(STRATEGY)'" >&2; exit 2
 else
-	$(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
-	  ansible-playbook -i inventories/$(ENV) playbooks/release.yml -e release_version=$(VERSION) -e release_serial=$(SERIAL)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release.yml -e release_version=$(VERSION) -e release_serial=$(SERIAL)
 endif
 
 rollback: setup ## back to the previous release: make rollback [VERSION=x.y.z] [ENV=local]
-	$(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer} \
-	  ansible-playbook -i inventories/$(ENV) playbooks/rollback.yml -e release_serial=$(SERIAL) $(if $(VERSION),-e release_version=$(VERSION))
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/rollback.yml -e release_serial=$(SERIAL) $(if $(VERSION),-e release_version=$(VERSION))
 
 test-fleet: setup ## the local fleet's tests (make up first; real containers and traffic)
 	THREETIER_FLEET_TESTS=1 pytest tests/local $(PYTEST_ARGS)

@@ -64,3 +64,18 @@ def fleet() -> dict[str, str]:
     url = up.stdout.strip().splitlines()[-1].split()[-1]
     assert url.startswith("http://127.0.0.1:"), up.stdout
     return {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}
+
+
+def lb_servers(balancer: str, backend: str) -> list[tuple[str, str]]:
+    """(server, status) of every server of a balancer's backend, from
+    HAProxy's runtime API inside its container."""
+    script = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy-admin.sock')\n"
+        "s.sendall(b'show stat\\n'); d = b''\n"
+        "while (c := s.recv(65536)): d += c\n"
+        "print(d.decode())\n"
+    )
+    out = podman("exec", balancer, "python3", "-c", script).stdout
+    rows = [line.split(",") for line in out.splitlines() if line.startswith(backend + ",")]
+    return [(r[1], r[17]) for r in rows if r[1] not in ("FRONTEND", "BACKEND")]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import requests
-from fleetlib import ROOT, fleet, podman, run, skip_unless_asked
+from fleetlib import ROOT, fleet, lb_servers, podman, run, skip_unless_asked
 from load import Load
 
 pytestmark = skip_unless_asked
@@ -66,19 +66,7 @@ def under_load(url: str, action):
 
 
 def all_up(balancer: str, backend: str) -> list[str]:
-    script = (
-        "import socket\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy-admin.sock')\n"
-        "s.sendall(b'show stat\\n'); d = b''\n"
-        "while (c := s.recv(65536)): d += c\n"
-        "print(d.decode())\n"
-    )
-    out = podman("exec", balancer, "python3", "-c", script).stdout
-    return [
-        line.split(",")[17]
-        for line in out.splitlines()
-        if line.startswith(backend + ",") and line.split(",")[1] not in ("FRONTEND", "BACKEND")
-    ]
+    return [status for _, status in lb_servers(balancer, backend)]
 
 
 @pytest.fixture(scope="module")

@@ -374,10 +374,22 @@ class State:
                 LaunchTemplateId=lt["LaunchTemplateId"],
                 Versions=[str(lt["LatestVersionNumber"])],
             )["LaunchTemplateVersions"][0]
+            default_image = v["LaunchTemplateData"].get("ImageId", "")
+            if lt["DefaultVersionNumber"] != lt["LatestVersionNumber"]:
+                d = self.call(
+                    "ec2",
+                    "describe_launch_template_versions",
+                    LaunchTemplateId=lt["LaunchTemplateId"],
+                    Versions=[str(lt["DefaultVersionNumber"])],
+                )["LaunchTemplateVersions"][0]
+                default_image = d["LaunchTemplateData"].get("ImageId", "")
             out["launch_templates"][name] = {
                 "id": lt["LaunchTemplateId"],
                 "latest_version": lt["LatestVersionNumber"],
                 "default_version": lt["DefaultVersionNumber"],
+                # what the groups launch ($Default): a roll-back makes an
+                # older version the default
+                "default_image_id": default_image,
                 "data": snake(v["LaunchTemplateData"]),
                 "tags": tags_of(lt),
             }
