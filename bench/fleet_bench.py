@@ -8,10 +8,15 @@
 2. With --rollout VERSION: the wall time of a rolling release
    (playbooks/release.yml) beside its lower bound,
    batches x (drain + restart + healthy threshold x check interval).
+3. With --immutable VERSION: the bake of each tier (playbooks/images.yml, one
+   tier at a time: a real podman bake when the release's image is missing)
+   and the immutable rollout of each tier (playbooks/release_immutable.yml:
+   surge and retire of the containers, then of the emulator's records).
 
 Needs the fleet (make up); without it, it says so and exits 0.
 
-    python bench/fleet_bench.py [--requests N] [--seconds S] [--concurrency C] [--rollout VERSION]
+    python bench/fleet_bench.py [--requests N] [--seconds S] [--concurrency C]
+                                [--rollout VERSION] [--immutable VERSION]
 """
 
 from __future__ import annotations
@@ -113,19 +118,27 @@ def tiers(args) -> None:
     )
 
 
-def rollout(version: str) -> None:
-    def names(tier: str) -> list[str]:
-        out = podman("ps", "--filter", f"label=tier={tier}", "--format", "{{.Names}}").stdout
-        return [n for n in out.split() if n]
+def names(tier: str) -> list[str]:
+    out = podman("ps", "--filter", f"label=tier={tier}", "--format", "{{.Names}}").stdout
+    return [n for n in out.split() if n]
 
-    apps, webs = names("app"), names("web")
+
+def playbook(*args: str) -> tuple[float, int]:
+    """Wall time and exit status of one ansible-playbook run against the fleet."""
     t0 = time.monotonic()
     r = subprocess.run(
-        ["ansible-playbook", "playbooks/release.yml", "-e", f"release_version={version}"],
+        ["ansible-playbook", *args],
         cwd=REPO, env={**ENV, "AWS_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")},
         capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
-    took = time.monotonic() - t0
+    if r.returncode != 0:
+        print(f"  ansible-playbook {' '.join(args)} exited {r.returncode}: {r.stdout[-1500:]}")
+    return time.monotonic() - t0, r.returncode
+
+
+def rollout(version: str) -> None:
+    apps, webs = names("app"), names("web")
+    took, rc = playbook("playbooks/release.yml", "-e", f"release_version={version}")
     # the target groups' numbers of the local inventory (HAProxy follows them)
     lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
     interval = lb["aws_load_balancers_health_check_interval"]
@@ -138,7 +151,7 @@ def rollout(version: str) -> None:
     bound = len(apps) * app_batch + len(webs) * web_batch
     print(
         f"rollout of {version} over {len(apps)} app + {len(webs)} web instances (serial 1):"
-        f" {took:.0f} s, exit {r.returncode}"
+        f" {took:.0f} s, exit {rc}"
     )
     print(
         f"lower bound: {len(apps)} app batches x ({drain_observed} s drain + {restart} s restart"
@@ -147,12 +160,38 @@ def rollout(version: str) -> None:
     )
 
 
+def immutable(version: str) -> None:
+    counts = {tier: len(names(tier)) for tier in ("app", "web")}
+    print(
+        f"immutable release of {version}"
+        f" ({counts['app']} app + {counts['web']} web instances, batch 1)"
+    )
+    for tier in ("web", "app"):
+        baked = podman("image", "exists", f"localhost/threetier-{tier}:{version}").returncode == 0
+        took, rc = playbook(
+            "playbooks/images.yml", "-e", f"threetier_release={version}",
+            "-e", f'{{"images_tiers": ["{tier}"]}}', "-e", "images_prune=false",
+        )  # fmt: skip
+        what = "reused (image present)" if baked else "baked on a podman builder"
+        print(f"  bake {tier:<4} {took:6.0f} s  exit {rc}  {what}")
+    for tier in ("app", "web"):
+        took, rc = playbook(
+            "playbooks/release_immutable.yml",
+            "-e", f"release_tier={tier}", "-e", f"release_version={version}",
+        )  # fmt: skip
+        print(
+            f"  roll {tier:<4} {took:6.0f} s  exit {rc}"
+            f"  ({counts[tier]} instances + 1 surge launched, then the emulator's records)"
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rollout", metavar="VERSION")
+    ap.add_argument("--immutable", metavar="VERSION")
     args = ap.parse_args()
     if not fleet_up():
         print("fleet_bench: the local fleet is not up (make up); nothing measured")
@@ -160,6 +199,8 @@ def main() -> int:
     tiers(args)
     if args.rollout:
         rollout(args.rollout)
+    if args.immutable:
+        immutable(args.immutable)
     return 0
 
 
