@@ -16,7 +16,7 @@ import time
 import boto3
 import pytest
 import requests
-from fleetlib import fleet, lb_servers, podman, run, skip_unless_asked
+from fleetlib import ROOT, fleet, lb_servers, podman, run, skip_unless_asked
 from load import Load
 
 pytestmark = skip_unless_asked
@@ -98,6 +98,38 @@ def make_release(version: str, check: bool = True):
     )
 
 
+BROKEN = "0.9.1"
+
+
+def broken_app_image(base: str) -> str:
+    """An app image whose service runs but never answers (its unit's
+    command replaced by a sleep), committed from `base`: a release whose new
+    instances boot and never become healthy."""
+    ref = f"localhost/threetier-app:{BROKEN}"
+    podman("rm", "--force", "--ignore", "tt-test-broken-app")
+    podman("create", "--name", "tt-test-broken-app", base, "/bin/true")
+    dropin = ROOT / ".local" / "fleet" / "99-broken.conf"
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    # the service starts (the user data's restart succeeds) but never listens
+    dropin.write_text("[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n")
+    try:
+        podman("cp", str(dropin), "tt-test-broken-app:/etc/systemd/system/taskboard.service.d/")
+        podman("commit", "--quiet", "tt-test-broken-app", ref, timeout=300)
+    finally:
+        podman("rm", "--force", "--ignore", "tt-test-broken-app")
+    return ref
+
+
+def default_version(tier: str) -> tuple[int, str]:
+    ec2 = emulator("ec2")
+    lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"threetier-local-{tier}"])
+    default = lt["LaunchTemplates"][0]["DefaultVersionNumber"]
+    data = ec2.describe_launch_template_versions(
+        LaunchTemplateName=f"threetier-local-{tier}", Versions=[str(default)]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    return default, data["ImageId"]
+
+
 @pytest.fixture(scope="module")
 def target():
     """The release the app containers' image was baked with, and the one to
@@ -163,17 +195,51 @@ def test_immutable_release_under_load_replaces_every_instance(target):
     # the launch templates' default versions launch the release's AMIs
     ec2 = emulator("ec2")
     for tier in TIERS:
-        lt = ec2.describe_launch_templates(LaunchTemplateNames=[f"threetier-local-{tier}"])
-        default = lt["LaunchTemplates"][0]["DefaultVersionNumber"]
-        data = ec2.describe_launch_template_versions(
-            LaunchTemplateName=f"threetier-local-{tier}", Versions=[str(default)]
-        )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        _, ami = default_version(tier)
         tags = {
-            t["Key"]: t["Value"]
-            for t in ec2.describe_images(ImageIds=[data["ImageId"]])["Images"][0].get("Tags", [])
+            t["Key"]: t["Value"] for t in ec2.describe_images(ImageIds=[ami])["Images"][0]["Tags"]
         }
         assert (tags.get("Tier"), tags.get("Release")) == (tier, new), tags
         assert tags["LocalImage"].startswith(f"localhost/threetier-{tier}:{new}@")
+
+
+def test_release_whose_instances_never_get_healthy_is_undone(target):
+    """The surge instance of a broken app image never passes its health
+    check: the rollout stops within the batch limit, the surge instance goes,
+    the old instances keep serving (zero failed requests), and the launch
+    template's previous version is the default again."""
+    app = TIERS["app"]
+    broken_app_image(f"localhost/threetier-app:{target['new']}")
+    run(
+        ["ansible-playbook", "playbooks/images.yml", "-e", f"threetier_release={BROKEN}",
+         "-e", '{"images_tiers": ["app"]}', "-e", "images_prune=false"],
+        timeout=900,
+    )  # fmt: skip
+    before = {n: container_id(n) for n in app["names"]}
+    version_before = default_version("app")
+    load = Load(fleet()["url"], rate=RATE / 2, workers=4, max_seconds=600).start()
+    try:
+        proc = run(
+            ["ansible-playbook", "playbooks/release_immutable.yml", "-e", "release_tier=app",
+             "-e", f"release_version={BROKEN}", "-e", "release_batch_timeout=25"],
+            timeout=900, check=False,
+        )  # fmt: skip
+        time.sleep(2)
+    finally:
+        result = load.stop()
+    out = proc.stdout + proc.stderr
+    print(f"broken immutable release: {result.sent} requests, statuses {result.statuses}")
+    assert proc.returncode != 0
+    assert "Immutable rollout of the local app tier stopped (surge tt-local-app-s1)" in out, out[
+        -3000:
+    ]
+    assert "is not healthy in tt-local-lb-int" in out
+    assert f"is back on version {version_before[0]}" in out
+    assert result.failures == [], result.failures[:20]
+    assert default_version("app") == version_before
+    assert {n: container_id(n) for n in app["names"]} == before
+    assert lb_servers(app["balancer"], "app") == [(n, "UP") for n in app["names"]]
+    assert podman("ps", "-aq", "--filter", "name=^tt-local-app-s").stdout.strip() == ""
 
 
 def test_immutable_release_again_changes_nothing(target):
