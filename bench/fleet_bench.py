@@ -141,7 +141,12 @@ def rollout(version: str) -> None:
     took, rc = playbook("playbooks/release.yml", "-e", f"release_version={version}")
     # the target groups' numbers of the local inventory (HAProxy follows them)
     lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
-    interval = lb["aws_load_balancers_health_check_interval"]
+    # a target coming back is checked every transition interval (HAProxy's
+    # fastinter, local only) until it passed the healthy threshold
+    interval = (
+        lb.get("local_fleet_transition_check_interval")
+        or lb["aws_load_balancers_health_check_interval"]
+    )
     healthy = lb["aws_load_balancers_healthy_threshold"]
     # draining ends when the target is idle (about 1 s under this load);
     # gunicorn's restart to its first answer about 5 s; the page switch 0
