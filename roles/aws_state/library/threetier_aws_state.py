@@ -368,21 +368,19 @@ class State:
             if not r or not r.get("LaunchTemplates"):
                 continue
             lt = r["LaunchTemplates"][0]
-            v = self.call(
-                "ec2",
-                "describe_launch_template_versions",
-                LaunchTemplateId=lt["LaunchTemplateId"],
-                Versions=[str(lt["LatestVersionNumber"])],
-            )["LaunchTemplateVersions"][0]
-            default_image = v["LaunchTemplateData"].get("ImageId", "")
-            if lt["DefaultVersionNumber"] != lt["LatestVersionNumber"]:
-                d = self.call(
+            # one call for the latest and the default version (the same or not)
+            numbers = sorted({lt["LatestVersionNumber"], lt["DefaultVersionNumber"]})
+            versions = {
+                x["VersionNumber"]: x["LaunchTemplateData"]
+                for x in self.call(
                     "ec2",
                     "describe_launch_template_versions",
                     LaunchTemplateId=lt["LaunchTemplateId"],
-                    Versions=[str(lt["DefaultVersionNumber"])],
-                )["LaunchTemplateVersions"][0]
-                default_image = d["LaunchTemplateData"].get("ImageId", "")
+                    Versions=[str(n) for n in numbers],
+                )["LaunchTemplateVersions"]
+            }
+            latest = versions[lt["LatestVersionNumber"]]
+            default_image = versions[lt["DefaultVersionNumber"]].get("ImageId", "")
             out["launch_templates"][name] = {
                 "id": lt["LaunchTemplateId"],
                 "latest_version": lt["LatestVersionNumber"],
@@ -390,7 +388,7 @@ class State:
                 # what the groups launch ($Default): a roll-back makes an
                 # older version the default
                 "default_image_id": default_image,
-                "data": snake(v["LaunchTemplateData"]),
+                "data": snake(latest),
                 "tags": tags_of(lt),
             }
         out["autoscaling_groups"] = {}
