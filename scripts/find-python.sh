@@ -22,8 +22,14 @@ for name in "${THREETIER_PYTHON:-}" python3.13 python3.12 python3; do
     fi
 done
 
+# pyenv's versions, also when pyenv itself is not on PATH (a bare CI shell)
+root=""
 if command -v pyenv >/dev/null 2>&1; then
     root=$(pyenv root)
+elif [ -d "${PYENV_ROOT:-$HOME/.pyenv}/versions" ]; then
+    root=${PYENV_ROOT:-$HOME/.pyenv}
+fi
+if [ -n "$root" ]; then
     for candidate in $(ls -d "$root"/versions/3.1[3-9]*/bin/python3 "$root"/versions/3.12*/bin/python3 2>/dev/null | sort -rV); do
         if ok "$candidate"; then
             real_path "$candidate"
