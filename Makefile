@@ -69,14 +69,16 @@ SERIAL ?= 1
 
 STRATEGY ?= rolling
 # immutable: bake (reused when the release has its AMIs), then app before
-# web as in a rolling release, BATCH instances surged and replaced at a time
+# web as in a rolling release, BATCH instances surged and replaced at a time;
+# on AWS the builders' SSH is open to OPERATOR_CIDR only (your address/32)
 BATCH ?= 1
+OPERATOR_CIDR ?=
 # (the emulator's endpoint only for ENV=local: AWS environments never get it)
 RELEASE_ENV = $(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer}
 release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%] [STRATEGY=rolling|immutable] [BATCH=1]
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1] [STRATEGY=rolling|immutable] [BATCH=1]" >&2; exit 2; }
 ifeq ($(STRATEGY),immutable)
-	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION) $(if $(OPERATOR_CIDR),-e aws_image_bake_operator_cidr=$(OPERATOR_CIDR))
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=app -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=web -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
 else ifneq ($(STRATEGY),rolling)
