@@ -19,9 +19,11 @@ ansible.cfg selects it (stdout_callback = threetier).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import re
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 
@@ -119,6 +121,14 @@ def _one_line(text) -> str:
     return " ".join(str(text).split())
 
 
+def _flush() -> None:
+    """Out now: a wait's lines are for the one watching it, and ansible's
+    display leaves stdout's flushing to the system (block-buffered into a
+    pipe or a log: the lines would come with the task's result)."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+
+
 def _locked(method):
     @functools.wraps(method)
     def locked(self, *args, **kwargs):
@@ -178,6 +188,7 @@ class CallbackModule(DefaultCallback):
             self._threetier_timer = None
             if self._last_task_banner != task._uuid:
                 self._print_task_banner(task)
+                _flush()
 
     def _threetier_host_done(self, result) -> None:
         self._threetier_running.discard(result.host.get_name())
@@ -301,6 +312,7 @@ class CallbackModule(DefaultCallback):
         if self._run_is_verbose(result, verbosity=2):
             msg += f" Result was: {self._dump_results(res)}"
         self._display.display(msg, color=constants.COLOR_DEBUG)
+        _flush()
 
     # --- the end of the run ------------------------------------------------
 
