@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Every test, as CI runs it (`make test`, called by .ci/run):
 #   1. lint (ruff, yamllint, ansible-lint)
-#   2. taskboard's tests (real PostgreSQL)            } the local fleet comes
-#   3. every Molecule scenario (podman, systemd)      } up meanwhile (make up)
-#   4. the kit's tests against real moto servers (tests/)   } side by side
-#   5. the fleet's tests (tests/local/: real traffic)        }
-#   then make down, when this run brought the fleet up
+#   2. taskboard's tests (real PostgreSQL)        } meanwhile the local fleet
+#   3. every Molecule scenario (podman, systemd)  } comes up (make up) and,
+#                                                 } after lint, the kit's tests
+#                                                 } run against their own moto
+#                                                 } servers (tests/)
+#   4. the fleet's tests (tests/local/: real traffic), once the fleet is up
+#   then make down, when this run brought the fleet up. The kit's tests go
+#   beside the rest because much of the rest waits (health checks, draining,
+#   package installs): side by side the two cores stay busy.
 # Prints each step's wall time; stops at the first failing step.
 #   THREETIER_TEST_FLEET=0   skip the fleet (steps 5 and the make up)
 set -euo pipefail
@@ -56,18 +60,32 @@ if [ "$fleet" = 1 ]; then
     setsid scripts/up.sh >"$logdir/up.log" 2>&1 &
     up_pid=$!
 fi
-stop_up() {
-    if [ -n "$up_pid" ] && kill -0 "$up_pid" 2>/dev/null; then
-        kill -TERM -- "-$up_pid" 2>/dev/null || true
-    fi
+kit_pid=""
+stop_background() {
+    for pid in "$up_pid" "$kit_pid"; do
+        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM -- "-$pid" 2>/dev/null || true
+        fi
+    done
 }
-trap stop_up EXIT
+trap stop_background EXIT
+# the slowest tests of each suite, in the log
+durations="--durations=15"
 
 step "lint" make --no-print-directory lint
+if [ "$fleet" = 1 ]; then
+    echo "==== test-kit, in the background (log: $logdir/test-kit.log)"
+    kit_t0=$SECONDS
+    rm -f "$logdir/test-kit.took"
+    setsid bash -c 't0=$SECONDS; make --no-print-directory test-kit PYTEST_ARGS="$1"; rc=$?
+                   echo $((SECONDS - t0)) >"$2"; exit $rc' _ "$durations" "$logdir/test-kit.took" \
+        >"$logdir/test-kit.log" 2>&1 &
+    kit_pid=$!
+fi
 step "test-app" make --no-print-directory test-app
 step "test-roles" make --no-print-directory test-roles
 if [ "$fleet" != 1 ]; then
-    step "test-kit" make --no-print-directory test-kit
+    step "test-kit" make --no-print-directory test-kit PYTEST_ARGS="$durations"
 else
     echo "==== waiting for make up"
     if wait "$up_pid"; then
@@ -81,23 +99,18 @@ else
         finish
         exit 1
     fi
-    # The kit's tests (their own moto servers, no containers) run beside the
-    # fleet's; their output follows when both are done.
-    echo "==== test-kit, in the background (log: $logdir/test-kit.log)"
-    kit_t0=$SECONDS
-    make --no-print-directory test-kit >"$logdir/test-kit.log" 2>&1 &
-    kit_pid=$!
     export THREETIER_FLEET_UP=1  # the fleet tests need not run up.sh first
     fleet_rc=0
     step_t0=$SECONDS
     echo "==== test-fleet"
-    make --no-print-directory test-fleet || fleet_rc=$?
+    make --no-print-directory test-fleet PYTEST_ARGS="$durations" || fleet_rc=$?
     fleet_s=$((SECONDS - step_t0))
     kit_rc=0
     wait "$kit_pid" || kit_rc=$?
-    echo "==== test-kit (ran beside test-fleet)"
+    kit_pid=""
+    echo "==== test-kit (ran beside the other steps)"
     cat "$logdir/test-kit.log"
-    summary+=("$(printf '%s  %-26s %5s s' "$([ $kit_rc = 0 ] && echo PASS || echo FAIL)" "test-kit (beside the fleet)" $((SECONDS - kit_t0)))")
+    summary+=("$(printf '%s  %-26s %5s s' "$([ $kit_rc = 0 ] && echo PASS || echo FAIL)" "test-kit (in background)" "$(cat "$logdir/test-kit.took" 2>/dev/null || echo $((SECONDS - kit_t0)))")")
     summary+=("$(printf '%s  %-26s %5s s' "$([ $fleet_rc = 0 ] && echo PASS || echo FAIL)" "test-fleet" "$fleet_s")")
     if [ "$fleet_was_up" = 0 ]; then
         step "make down" scripts/down.sh
