@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ VENV_BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory) -> Iterator[Moto]:
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+    # its recorder (the production fixture) writes into its working directory
+    workdir = tmp_path_factory.mktemp("moto")
+    with moto_server(workdir / "moto.log", cwd=workdir) as server:
         yield server
 
 
@@ -130,3 +133,51 @@ def parse_graph(text: str) -> dict[str, set[str]]:
 @pytest.fixture(scope="session")
 def kit(moto) -> Kit:
     return Kit(moto)
+
+
+# The whole control plane as the production environment in eu-west-1 (the
+# production profile's protections, inventories/production/aws_ec2.yml), on
+# the local inventory against the session's moto.
+PRODUCTION_REGION = "eu-west-1"
+PRODUCTION = "threetier-production"
+PRODUCTION_EXTRA = (
+    "-e",
+    "threetier_environment=production",
+    "-e",
+    f"aws_region={PRODUCTION_REGION}",
+    # the local inventory skips the final snapshot; production takes one
+    "-e",
+    "aws_database_skip_final_snapshot=false",
+)
+
+
+def _moto_api(moto: Moto, path: str) -> bytes:
+    req = urllib.request.Request(moto.url + path, method="POST", data=b"")  # noqa: S310 (loopback)
+    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
+        return resp.read()
+
+
+@dataclass
+class Provisioned:
+    run: Run
+    # every request moto recorded during the run (JSON lines)
+    recording: str
+
+
+@pytest.fixture(scope="session")
+def production(kit, moto) -> Provisioned:
+    """site.yml run once as production, moto's recorder on meanwhile:
+    test_provision checks what it made (then changes and tears it down),
+    test_diagram draws it and checks every recorded call against the
+    operator's IAM policy."""
+    _moto_api(moto, "/moto-api/recorder/reset-recording")
+    _moto_api(moto, "/moto-api/recorder/start-recording")
+    try:
+        run = kit.playbook("site.yml", *PRODUCTION_EXTRA)
+    finally:
+        _moto_api(moto, "/moto-api/recorder/stop-recording")
+    recording = urllib.request.urlopen(  # noqa: S310 (loopback)
+        moto.url + "/moto-api/recorder/download-recording", timeout=30
+    ).read()
+    assert run.rc == 0, run.output[-6000:] + "\n" + moto.log_tail()
+    return Provisioned(run=run, recording=recording.decode())

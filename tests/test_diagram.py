@@ -1,7 +1,8 @@
-"""`make diagram` against a provisioned emulator: site.yml runs once on a
-moto server of this module's own (recorder on), then scripts/diagram.py
-draws it. The DOT must name the subnets, both balancers, both Auto Scaling
-groups with their instances, the database and the security-group edges with
+"""`make diagram` against a provisioned emulator: the production environment
+site.yml made on the session's moto (conftest's `production`, recorder on;
+test_provision checks the same run), then scripts/diagram.py draws it. The
+DOT must name the subnets, both balancers, both Auto Scaling groups with
+their instances, the database and the security-group edges with
 their ports (app -> db on 5432); SVG and PNG must come out.
 
 The same run checks the operator's IAM policy against what the playbooks
@@ -17,40 +18,29 @@ import re
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Kit
-from motoserver import moto_server
+from conftest import PRODUCTION, PRODUCTION_EXTRA, PRODUCTION_REGION, ROOT
 
-REGION = "us-east-1"  # inventories/local
-PREFIX = "threetier-local"
+REGION = PRODUCTION_REGION
+PREFIX = PRODUCTION
 # credential scope service -> IAM prefix, where they differ
 SCOPE_PREFIX = {"monitoring": "cloudwatch"}
 
 
-def _post(url: str) -> bytes:
-    req = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 (loopback)
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
-        return resp.read()
-
-
 @pytest.fixture(scope="module")
-def recorded_site(tmp_path_factory):
-    """A moto of our own (others' tests keep theirs), site.yml run once on the
-    local inventory while moto's recorder is on."""
-    workdir = tmp_path_factory.mktemp("moto-diagram")
-    with moto_server(workdir / "moto.log", cwd=workdir) as moto:
-        url = moto.url
-        _post(url + "/moto-api/recorder/reset-recording")
-        _post(url + "/moto-api/recorder/start-recording")
-        run = Kit(moto).playbook("site.yml")
-        _post(url + "/moto-api/recorder/stop-recording")
-        with urllib.request.urlopen(url + "/moto-api/recorder/download-recording", timeout=30) as r:  # noqa: S310
-            recording = r.read().decode()
-        assert run.rc == 0, run.output[-4000:] + "\n" + moto.log_tail()
-        yield moto, recording
+def recorded_site(kit, moto, production):
+    """The production environment as site.yml made it (provisioned again when
+    a test that ran before took it down), and what moto recorded of the
+    first run."""
+    vpcs = moto.client("ec2", REGION).describe_vpcs(
+        Filters=[{"Name": "tag:Name", "Values": [f"{PREFIX}-vpc"]}]
+    )["Vpcs"]
+    if not vpcs:
+        again = kit.playbook("site.yml", *PRODUCTION_EXTRA)
+        assert again.rc == 0, again.output[-4000:]
+    return moto, production.recording
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +78,8 @@ def test_dot_names_every_part(drawn):
     _, dot, _ = drawn
     for subnet in ("public-a", "public-b", "app-a", "app-b", "db-a", "db-b"):
         assert f"subnet {subnet}" in dot
-    assert "AZ us-east-1a" in dot
-    assert "AZ us-east-1b" in dot
+    assert f"AZ {REGION}a" in dot
+    assert f"AZ {REGION}b" in dot
     assert f"ALB {PREFIX}-ext" in dot
     assert "internet-facing" in dot
     assert f"ALB {PREFIX}-int" in dot
@@ -103,7 +93,9 @@ def test_dot_names_every_part(drawn):
 def test_dot_matches_the_emulator(drawn):
     """Every instance the groups have is drawn, inside a subnet cluster."""
     _, dot, moto = drawn
-    groups = moto.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"]
+    groups = moto.client("autoscaling", REGION).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"{PREFIX}-web", f"{PREFIX}-app"]
+    )["AutoScalingGroups"]
     ids = [i["InstanceId"] for g in groups for i in g["Instances"]]
     assert len(ids) >= 4
     for iid in ids:

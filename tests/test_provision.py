@@ -13,33 +13,26 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PRODUCTION, PRODUCTION_EXTRA, PRODUCTION_REGION
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "eu-west-1"
+REGION = PRODUCTION_REGION
 ENV = "production"
-P = f"threetier-{ENV}"
+P = PRODUCTION
 # the target groups' checks and draining the local inventory sets
 LOCAL_LB = yaml.safe_load(
     (ROOT / "inventories/local/group_vars/all/load_balancers.yml").read_text()
 )
-EXTRA = (
-    "-e",
-    f"threetier_environment={ENV}",
-    "-e",
-    f"aws_region={REGION}",
-    # the local inventory skips the final snapshot; production takes one
-    "-e",
-    "aws_database_skip_final_snapshot=false",
-)
+EXTRA = PRODUCTION_EXTRA
 RUNS = []  # every run's output, for the password check
 
 
 @pytest.fixture(scope="module")
-def first_run(kit):
-    run = kit.playbook("site.yml", *EXTRA)
-    RUNS.append(run)
-    assert run.rc == 0, run.output[-6000:]
-    return run
+def first_run(production):
+    # site.yml's first run, made once per session (conftest: test_diagram
+    # draws the same environment)
+    RUNS.append(production.run)
+    return production.run
 
 
 @pytest.fixture(scope="module")
