@@ -18,8 +18,13 @@ python="$here/.venv/bin/python"
 # moto with the kit's start-up fix (launch-template versions with user data)
 server="$here/scripts/moto_server.py"
 
+# ours: the pidfile's process is alive and is this checkout's moto server
+# (after a restore without processes the pid may belong to another one)
 running() {
-    [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+    [ -f "$pidfile" ] || return 1
+    local pid
+    pid=$(cat "$pidfile")
+    kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$server"
 }
 
 answers() {
