@@ -195,15 +195,14 @@ def test_bad_keep_refused_before_any_change(kit, moto, first_bake):
 
 
 # The AWS path's first check, run against the test's moto (every call of the
-# run goes there: the kit's environment points the AWS SDK at it).
+# run goes there: the kit's environment points the AWS SDK at it). No AMI id
+# is given: the first bake runs before any AMI of the operator's exists.
 AWS_PATH = (
     *EXTRA,
     "-e",
     "aws_emulator=false",
     "-e",
     "threetier_release=9.9.98",
-    "-e",
-    "aws_launch_templates_ami_id=ami-0123456789abcdef0",
     "-e",
     "aws_image_bake_operator_cidr=203.0.113.7/32",
 )

@@ -58,10 +58,33 @@ def test_preflight_mistake_stops_before_any_aws_call(kit, moto, case):
 
 
 def test_production_inventory_needs_an_ami(kit, moto):
-    """Against AWS (no emulator switch) the AMI is required; the pre-flight
-    play says so before any call (none could succeed here anyway)."""
+    """Against AWS (no emulator switch) each tier's AMI is required where
+    launch templates are made; the pre-flight play says so before any call
+    (none could succeed here anyway), naming only the tier that lacks one."""
     run = kit.playbook("site.yml", inventory="inventories/production")
     assert run.rc != 0
-    assert "missing required variable(s): aws_launch_templates_ami_id" in run.output, run.output[
-        -3000:
-    ]
+    assert (
+        "missing required variable(s): aws_launch_templates_web_ami_id, "
+        "aws_launch_templates_app_ami_id (aws_launch_templates_ami_id sets both tiers" in run.output
+    ), run.output[-3000:]
+    run = kit.playbook(
+        "site.yml",
+        "-e",
+        "aws_launch_templates_web_ami_id=ami-0123456789abcdef0",
+        inventory="inventories/production",
+    )
+    assert run.rc != 0
+    assert "missing required variable(s): aws_launch_templates_app_ami_id (" in run.output, (
+        run.output[-3000:]
+    )
+
+
+@pytest.mark.parametrize("playbook", ["network.yml", "images.yml", "teardown.yml"])
+def test_production_first_runs_need_no_ami(kit, moto, playbook):
+    """The network and the first bake come before any AMI of the operator's
+    (and a teardown removes the templates): their pre-flight passes without
+    one (only the pre-flight runs here: --tags aws_preflight)."""
+    run = kit.playbook(playbook, "--tags", "aws_preflight", inventory="inventories/production")
+    assert run.rc == 0, run.output[-3000:]
+    assert "missing required variable" not in run.output
+    assert "Check that the required variables are set" in run.output
