@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/threetier-base:bookworm"
 
 
@@ -31,24 +28,14 @@ def state(name: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "absent"
 
 
-def sweep(label: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_CALLBACKS_ENABLED": os.environ.get("ANSIBLE_CALLBACKS_ENABLED")
-        or "ansible.posix.timer",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    return subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "tests/playbooks/stale_containers.yml",
-         "-e", f"tt_filter=label={label}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-
-
-def changed(run: subprocess.CompletedProcess) -> int:
-    line = [x for x in run.stdout.splitlines() if x.startswith("localhost ") and "ok=" in x][-1]
-    return int(line.split("changed=")[1].split()[0])
+def sweep(kit, label: str):
+    return kit.playbook(
+        "../tests/playbooks/stale_containers.yml",
+        "-e",
+        f"tt_filter=label={label}",
+        inventory="localhost,",
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -80,18 +67,18 @@ def boxes():
             podman("rm", "-f", "-t", "0", name, check=False)
 
 
-def test_only_the_dead_container_goes_and_a_second_run_changes_nothing(boxes):
+def test_only_the_dead_container_goes_and_a_second_run_changes_nothing(kit, boxes):
     label, names = boxes
-    first = sweep(label)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
-    assert changed(first) == 1, first.stdout[-3000:]
+    first = sweep(kit, label)
+    assert first.rc == 0, first.output[-3000:]
+    assert first.recap()["changed"] == 1, first.output[-3000:]
     assert state(names["dead"]) == "absent"
     assert state(names["alive"]) == "running"
     assert podman("exec", names["alive"], "true", check=False).returncode == 0
     assert state(names["stopped"]) == "exited"
 
-    second = sweep(label)
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert changed(second) == 0, second.stdout[-3000:]
+    second = sweep(kit, label)
+    assert second.rc == 0, second.output[-3000:]
+    assert second.recap()["changed"] == 0, second.output[-3000:]
     assert state(names["alive"]) == "running"
     assert state(names["stopped"]) == "exited"

@@ -46,20 +46,24 @@ def rows(path: str, backend: str) -> list[dict[str, str]]:
     ]
 
 
+def find(path: str, backend: str, server: str) -> dict[str, str] | None:
+    return next((r for r in rows(path, backend) if r["svname"] == server), None)
+
+
 def row(path: str, backend: str, server: str) -> dict[str, str]:
-    for r in rows(path, backend):
-        if r["svname"] == server:
-            return r
-    sys.exit(f"haproxy: no server {backend}/{server}")
+    r = find(path, backend, server)
+    if r is None:
+        sys.exit(f"haproxy: no server {backend}/{server}")
+    return r
 
 
 def add(path: str, backend: str, server: str, address: str, keywords: list[str]) -> int:
     """A server added at run time, as a target registered with a target group:
     created in maintenance, its health checks on, put in service by `set ...
     ready` (the role's `in`). Already there: nothing changes."""
-    found = [r for r in rows(path, backend) if r["svname"] == server]
-    if found:
-        print(json.dumps({"changed": False, "row": found[0]}))
+    found = find(path, backend, server)
+    if found is not None:
+        print(json.dumps({"changed": False, "row": found}))
         return 0
     command = " ".join(["add server", f"{backend}/{server}", address, *keywords])
     answer = ask(path, command).strip()
@@ -78,23 +82,23 @@ def delete(path: str, backend: str, server: str, seconds: float) -> int:
     refuses while connections are attached: they get up to `seconds`, then
     what is left is shut (as an ALB closes them after the deregistration
     delay)."""
-    if not [r for r in rows(path, backend) if r["svname"] == server]:
+    if find(path, backend, server) is None:
         print(json.dumps({"changed": False}))
         return 0
     limit = time.monotonic() + seconds
+    shut = False
     while True:
         answer = ask(path, f"del server {backend}/{server}").strip()
         if "Server deleted" in answer:
-            print(json.dumps({"changed": True}))
+            print(json.dumps({"changed": True, **({"shut": True} if shut else {})}))
             return 0
+        if shut:
+            sys.exit(f"haproxy: del server {backend}/{server}: {answer}")
         if time.monotonic() >= limit:
             ask(path, f"shutdown sessions server {backend}/{server}")
-            answer = ask(path, f"del server {backend}/{server}").strip()
-            if "Server deleted" in answer:
-                print(json.dumps({"changed": True, "shut": True}))
-                return 0
-            sys.exit(f"haproxy: del server {backend}/{server}: {answer}")
-        time.sleep(0.5)
+            shut = True
+        else:
+            time.sleep(0.5)
 
 
 def enter(path: str, backend: str, server: str, seconds: float) -> int:
