@@ -1,41 +1,42 @@
-"""Start the moto server (the local AWS emulator) with one fix applied.
+"""Start the moto server (the local AWS emulator) with the kit's extensions.
 
 Used by scripts/moto.sh and the tests' `moto` fixture instead of the plain
 `moto_server` entry point; it takes the same arguments.
 
-The fix (moto 5.2.5): CreateLaunchTemplateVersion stores the new version's
-UserData as the plain string from the request, while CreateLaunchTemplate
-wraps it in moto's Base64EncodedString. Any Auto Scaling launch from such a
-version (>= 2) with user data then fails an assertion in moto (HTTP 500), so
-an AMI rolled out as a new launch-template version could never launch. The
-patch wraps the user data of every new version the way version 1 is wrapped.
-Real AWS behaves like the patched emulator; nothing else changes.
+Before moto.server starts, scripts/localaws patches moto in-process (each
+patch says why in its docstring; docs/local-data-plane.md is the contract):
+
+- emulator_patches: CreateLaunchTemplateVersion's user data wrapped as
+  version 1's (moto failed any launch from such a version);
+- emulator_elbv2: target health from the data plane's reports, draining;
+- emulator_autoscaling: placement over the group's AZs, per-instance launch
+  template versions, AWS's scale-in choice, Terminating, health replacement;
+- emulator_refresh: the instance refresh API moto lacks;
+- emulator_server: the private /_threetier/ endpoints, one lock for requests
+  and the background loop, HTTP 501 (not 500) for what moto lacks.
+
+`THREETIER_EMULATOR_DATA_PLANE=1` attaches a data plane (scripts/moto.sh);
+unset, targets are healthy at once and terminations immediate (moto's
+behaviour), for the kit's emulator-only tests.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
+from pathlib import Path
+
+# scripts/ on the path also when this file is loaded other than as a script
+_SCRIPTS = str(Path(__file__).resolve().parent)
+if _SCRIPTS not in sys.path:
+    sys.path.insert(0, _SCRIPTS)
 
 
 def patch_moto() -> None:
-    from moto.core.types import Base64EncodedString
-    from moto.ec2.models.launch_templates import LaunchTemplate
-    from moto.ec2.utils import parse_user_data
+    """Apply every patch of the emulator (the mode from the environment)."""
+    from localaws import emulator_patches, emulator_server
 
-    if getattr(LaunchTemplate.create_version, "_threetier_patched", False):
-        return
-    original = LaunchTemplate.create_version
-
-    @functools.wraps(original)
-    def create_version(self, data, description):
-        user_data = data.get("UserData") if isinstance(data, dict) else None
-        if user_data is not None and not isinstance(user_data, Base64EncodedString):
-            data = {**data, "UserData": parse_user_data(user_data)}
-        return original(self, data, description)
-
-    create_version._threetier_patched = True
-    LaunchTemplate.create_version = create_version
+    emulator_patches.apply_all()
+    emulator_server.install()
 
 
 def main() -> int:
@@ -43,7 +44,8 @@ def main() -> int:
     from moto.server import main as moto_main
 
     sys.argv[0] = "moto_server"
-    return moto_main()
+    moto_main()
+    return 0
 
 
 if __name__ == "__main__":

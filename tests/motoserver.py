@@ -1,7 +1,8 @@
 """The kit's moto server on a free loopback port (the kit's tests and bench).
 
-It is scripts/moto_server.py, moto with the kit's start-up fix (launch-template
-versions >= 2 with user data), the same server scripts/moto.sh starts.
+It is scripts/moto_server.py, moto with the kit's extensions (scripts/localaws,
+docs/local-data-plane.md), the same server scripts/moto.sh starts; without a
+data plane unless ``env`` says THREETIER_EMULATOR_DATA_PLANE=1.
 tests/conftest.py imports it as a sibling module, bench/provision_bench.py by
 path.
 """
@@ -9,6 +10,7 @@ path.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -56,10 +58,13 @@ class Moto:
 
 
 @contextlib.contextmanager
-def moto_server(log: Path, cwd: Path | None = None, timeout: float = 30) -> Iterator[Moto]:
+def moto_server(
+    log: Path, cwd: Path | None = None, timeout: float = 30, env: dict[str, str] | None = None
+) -> Iterator[Moto]:
     """Started and answering (RuntimeError with its output when it is not
     within ``timeout`` seconds), its output in ``log``, stopped on leaving.
-    ``cwd`` is where its recorder writes its file."""
+    ``cwd`` is where its recorder writes its file; ``env`` is added to the
+    server's environment (e.g. THREETIER_EMULATOR_DATA_PLANE=1)."""
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -67,6 +72,7 @@ def moto_server(log: Path, cwd: Path | None = None, timeout: float = 30) -> Iter
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
