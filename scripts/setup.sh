@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what threetier needs on the control node, only what is missing:
-#   - Debian packages (podman, runc, debootstrap, PostgreSQL server binaries...)
+#   - Debian packages (podman, runc, debootstrap, nftables, PostgreSQL server binaries...)
 #   - a project virtual environment in .venv with the pins of requirements.txt
 #     and taskboard (app/) installed editable.
 # Re-running it with nothing missing changes nothing and takes about a second.
@@ -24,6 +24,10 @@ declare -A wanted=(
     [chromium]=chromium
     [chromedriver]=chromium-driver
     [pg_ctlcluster]=postgresql
+    # the local controller applies the security groups inside each
+    # container's network namespace (nsenter + nft), from the host
+    [nft]=nftables
+    [iptables]=iptables
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
