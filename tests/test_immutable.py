@@ -1,8 +1,13 @@
-"""Immutable releases against a real moto server: a new AMI becomes a new
-default launch-template version that keeps every other setting; surge and
-retire replaces every instance with capacity never below desired; a second
-run changes nothing; a failing batch is undone (surge removed, previous
-default restored, old instances left serving)."""
+"""Immutable releases against a real moto server (no data plane: targets are
+healthy once registered): a new AMI becomes a new default launch-template
+version that keeps every other setting; an instance refresh (the default
+strategy; the emulator's, scripts/localaws) or surge and retire replaces
+every instance with capacity never below desired, and the group ends on the
+new version by number, tagged with the release; a second run changes
+nothing; a refresh that cannot start undoes the template switch; a refresh
+that "succeeds" without replacing the instances is not believed; a failing
+surge batch is undone (surge removed, previous default restored, old
+instances left serving)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from aws_stack import (
     images_of,
     launch_template,
     make_ami,
+    placeholder_ami,
 )
 
 TIMINGS: dict[str, float] = {}
@@ -35,11 +41,13 @@ def release(kit, tier, ami, *extra):
         f"release_tier={tier}",
         "-e",
         f"release_ami_id={ami}",
+        "-e",
+        "aws_fleet_replace_instance_warmup=1",
         *extra,
     )
 
 
-def replace_fleet(kit, moto, tier, batch):
+def replace_fleet(kit, moto, tier, batch, strategy="auto"):
     """Release a fresh AMI on `tier`; check versions, capacity and instances."""
     before = group(moto, tier)
     desired = before["DesiredCapacity"]
@@ -48,11 +56,19 @@ def replace_fleet(kit, moto, tier, batch):
     ami = make_ami(moto, f"test-{tier}-{time.monotonic_ns()}")
     with CapacityWatch(moto, tier) as watch:
         run = release(
-            kit, tier, ami, "-e", f"release_batch_size={batch}", "-e", "release_poll_interval=1"
+            kit,
+            tier,
+            ami,
+            "-e",
+            f"release_batch_size={batch}",
+            "-e",
+            "release_poll_interval=1",
+            "-e",
+            f"release_strategy={strategy}",
         )
     assert run.rc == 0, run.output[-5000:]
-    TIMINGS[f"{tier} x{desired}"] = run.seconds
-    print(f"surge and retire, {tier}, {desired} instances, batch {batch}: {run.seconds:.1f} s")
+    TIMINGS[f"{tier} x{desired} {strategy}"] = run.seconds
+    print(f"{strategy}, {tier}, {desired} instances, batch {batch}: {run.seconds:.1f} s")
 
     # the launch template: one new version, the default, same data but the AMI
     lt = launch_template(moto, tier)
@@ -79,11 +95,23 @@ def replace_fleet(kit, moto, tier, batch):
     assert not now & old, "no old instance remains"
     assert set(images_of(moto, now).values()) == {ami}
     assert all(i["LifecycleState"] == "InService" for i in after["Instances"])
+    # the group names the new version by number, and every instance reports it
+    assert after["LaunchTemplate"]["Version"] == str(lt["default"])
+    assert {i["LaunchTemplate"]["Version"] for i in after["Instances"]} == {str(lt["default"])}
     return ami, run
 
 
-def test_release_web_surge_and_retire_two_instances(kit, moto, stack):
+def test_release_web_by_instance_refresh_two_instances(kit, moto, stack):
     ami, _ = replace_fleet(kit, moto, "web", batch=1)
+    refresh = moto.client("autoscaling", "us-west-2").describe_instance_refreshes(
+        AutoScalingGroupName="threetier-dev-web"
+    )["InstanceRefreshes"][0]
+    assert (refresh["Status"], refresh["PercentageComplete"]) == ("Successful", 100), refresh
+    assert refresh["Preferences"]["AutoRollback"] is True
+    assert refresh["Preferences"]["MinHealthyPercentage"] == 100
+    assert refresh["DesiredConfiguration"]["LaunchTemplate"]["Version"] == str(
+        launch_template(moto, "web")["default"]
+    )
     # the same release again: nothing to change
     again = release(kit, "web", ami)
     assert again.rc == 0, again.output[-3000:]
@@ -102,7 +130,7 @@ def test_release_app_surge_and_retire_four_instances(kit, moto, stack):
         AutoScalingGroupName="threetier-dev-app", DesiredCapacity=4
     )
     try:
-        replace_fleet(kit, moto, "app", batch=2)
+        replace_fleet(kit, moto, "app", batch=2, strategy="surge")
     finally:
         moto.client("autoscaling", "us-west-2").update_auto_scaling_group(
             AutoScalingGroupName="threetier-dev-app", DesiredCapacity=2
@@ -136,6 +164,8 @@ def test_failed_batch_is_undone(kit, moto, stack):
             "release_poll_interval=1",
             "-e",
             f"release_target_group_arn={empty}",
+            "-e",
+            "release_strategy=surge",
         )
     assert run.rc != 0, run.output[-3000:]
     out = " ".join(run.output.split())
@@ -165,3 +195,58 @@ def test_bad_input_refused_before_any_change(kit, moto, stack):
     assert run.rc != 0
     assert "give release_tier=web|app" in " ".join(run.output.split())
     assert launch_template(moto, "web")["latest"] == lt_before["latest"]
+
+
+def test_refresh_that_cannot_start_undoes_the_switch(kit, moto, stack):
+    """A refresh of the group already in progress (towards another version,
+    held at a checkpoint): the new one cannot start, and the template's
+    default goes back to the version before the release."""
+    tier = "app"
+    asg = moto.client("autoscaling", "us-west-2")
+    lt_before = launch_template(moto, tier)
+    g = group(moto, tier)
+    asg.start_instance_refresh(
+        AutoScalingGroupName=g["AutoScalingGroupName"],
+        DesiredConfiguration={
+            "LaunchTemplate": {
+                "LaunchTemplateName": g["LaunchTemplate"]["LaunchTemplateName"],
+                "Version": g["LaunchTemplate"]["Version"],
+            }
+        },
+        Preferences={"SkipMatching": False, "CheckpointPercentages": [50], "CheckpointDelay": 600,
+                     "MinHealthyPercentage": 100, "MaxHealthyPercentage": 150, "InstanceWarmup": 0},
+    )  # fmt: skip
+    try:
+        run = release(kit, tier, make_ami(moto, f"test-blocked-{time.monotonic_ns()}"))
+    finally:
+        asg.cancel_instance_refresh(AutoScalingGroupName=g["AutoScalingGroupName"])
+    assert run.rc != 0
+    out = " ".join(run.output.split())
+    assert "by instance refresh FAILED" in out, run.output[-3000:]
+    assert "already has instance refresh" in out
+    assert f"is back on version {lt_before['default']}" in out
+    assert launch_template(moto, tier)["default"] == lt_before["default"]
+    assert group(moto, tier)["LaunchTemplate"]["Version"] == g["LaunchTemplate"]["Version"]
+
+
+def test_a_successful_refresh_is_checked_instance_by_instance(kit, moto, stack):
+    """SkipMatching can make a refresh succeed without replacing anything:
+    asked to end on an AMI the group's version does not carry, the refresh
+    skips every instance and reports success, and the role does not believe
+    it."""
+    tier = "web"
+    lt = launch_template(moto, tier)
+    run = kit.playbook(
+        "../tests/playbooks/fleet_replace_refresh.yml",
+        *EXTRA,
+        "-e",
+        f"aws_fleet_replace_tier={tier}",
+        "-e",
+        f"aws_fleet_replace_ami_id={placeholder_ami(moto)}",
+        "-e",
+        f"aws_fleet_replace_launch_template_version={lt['default']}",
+    )
+    assert run.rc != 0
+    out = " ".join(run.output.split())
+    assert "reported success, yet" in out, run.output[-3000:]
+    assert "(another AMI)" in out

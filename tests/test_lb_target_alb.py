@@ -69,5 +69,5 @@ def test_out_deregisters_and_in_registers(moto, target):
 def test_missing_target_group_is_refused_before_any_call(moto, target):
     bad = play(moto, "out", target["id"], "")
     assert bad.returncode != 0
-    assert "lb_target_alb_target_group_arn" in bad.stdout
+    assert "lb_target_target_group_arn" in bad.stdout
     assert registered(target) == [target["id"]]

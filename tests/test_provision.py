@@ -23,6 +23,8 @@ P = PRODUCTION
 LOCAL_LB = yaml.safe_load(
     (ROOT / "inventories/local/group_vars/all/load_balancers.yml").read_text()
 )
+# the local inventory's Auto Scaling timings (an instance boots in seconds)
+LOCAL_ASG = yaml.safe_load((ROOT / "inventories/local/group_vars/all/autoscaling.yml").read_text())
 EXTRA = PRODUCTION_EXTRA
 RUNS = []  # every run's output, for the password check
 
@@ -367,7 +369,7 @@ def test_autoscaling_groups(aws, first_run, vpc):
         assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (2, 2, 4)
         assert sorted(g["VPCZoneIdentifier"].split(",")) == app_subnets
         assert g["HealthCheckType"] == "ELB"
-        assert g["HealthCheckGracePeriod"] == 300
+        assert g["HealthCheckGracePeriod"] == LOCAL_ASG["aws_autoscaling_health_check_grace_period"]
         tg = elb.describe_target_groups(Names=[f"{P}-{tier}"])["TargetGroups"][0]
         assert g["TargetGroupARNs"] == [tg["TargetGroupArn"]]
         assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{P}-{tier}"

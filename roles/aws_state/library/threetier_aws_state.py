@@ -44,6 +44,11 @@ options:
   topic_name: {description: SNS topic name., type: str}
   alarm_prefix: {description: Prefix of the environment's CloudWatch alarm names., type: str}
   ami_name: {description: Name of an AMI to look up (own account and public)., type: str}
+  tier_ami_tags:
+    description:
+      - Tags of the tiers' baked AMIs to look up (own account, e.g. Project and Release); the newest available AMI of
+        each Tier is returned in tier_amis.
+    type: dict
   parts:
     description:
       - What to describe (a layer that changed refreshes only its part).
@@ -379,16 +384,16 @@ class State:
                     Versions=[str(n) for n in numbers],
                 )["LaunchTemplateVersions"]
             }
-            latest = versions[lt["LatestVersionNumber"]]
-            default_image = versions[lt["DefaultVersionNumber"]].get("ImageId", "")
+            default = versions[lt["DefaultVersionNumber"]]
             out["launch_templates"][name] = {
                 "id": lt["LaunchTemplateId"],
                 "latest_version": lt["LatestVersionNumber"],
                 "default_version": lt["DefaultVersionNumber"],
-                # what the groups launch ($Default): a roll-back makes an
-                # older version the default
-                "default_image_id": default_image,
-                "data": snake(latest),
+                "default_image_id": default.get("ImageId", ""),
+                # the default version's data: what the groups run (a release
+                # makes its version the default; a roll-back an older one),
+                # what provisioning compares with and copies from
+                "data": snake(default),
                 "tags": tags_of(lt),
             }
         out["autoscaling_groups"] = {}
@@ -527,6 +532,21 @@ class State:
             if imgs:
                 img = sorted(imgs, key=lambda i: i.get("CreationDate", ""))[-1]
                 out["ami"] = {"id": img["ImageId"], "name": img.get("Name")}
+        out["tier_amis"] = {}
+        if self.p["tier_ami_tags"]:
+            filters = [
+                {"Name": f"tag:{k}", "Values": [str(v)]} for k, v in self.p["tier_ami_tags"].items()
+            ]
+            imgs = self.call(
+                "ec2",
+                "describe_images",
+                Owners=["self"],
+                Filters=[*filters, {"Name": "state", "Values": ["available"]}],
+            )["Images"]
+            for img in sorted(imgs, key=lambda i: i.get("CreationDate", "")):
+                tier = tags_of(img).get("Tier")
+                if tier:
+                    out["tier_amis"][tier] = img["ImageId"]
 
 
 def main():
@@ -545,6 +565,7 @@ def main():
         topic_name=dict(type="str"),
         alarm_prefix=dict(type="str"),
         ami_name=dict(type="str"),
+        tier_ami_tags=dict(type="dict"),
         parts=dict(type="list", elements="str", choices=list(PARTS), default=list(PARTS)),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
