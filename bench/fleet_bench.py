@@ -11,7 +11,10 @@
 3. With --immutable VERSION: the bake of each tier (playbooks/images.yml, one
    tier at a time: a real podman bake when the release's image is missing)
    and the immutable rollout of each tier (playbooks/release_immutable.yml:
-   surge and retire of the containers, then of the emulator's records).
+   an instance refresh of the emulator's group, which the local controller
+   follows with containers), beside its lower bound, batches x (warmup +
+   healthy threshold x check interval), and the refresh's own time (its
+   StartTime to EndTime) against the playbook's: the rest is Ansible's.
 
 Needs the fleet (make up); without it, it says so and exits 0.
 
@@ -29,9 +32,15 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+# A target changing state is checked every second by the local balancers
+# (HAProxy's fastinter/downinter: the controller's --transition-interval,
+# its default as scripts/moto.sh starts it) until the thresholds decide.
+TRANSITION_INTERVAL = 1
 ENV = {
     **os.environ,
     "CONTAINERS_CONF": str(REPO / "scripts" / "containers.conf"),
@@ -82,9 +91,39 @@ def podman(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
+def emulator(service: str):
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 (moto's documented dummy)
+    )
+
+
+def names(tier: str) -> list[str]:
+    """The tier's running instances (each a container named by its id)."""
+    try:
+        found = emulator("ec2").describe_instances(
+            Filters=[
+                {"Name": "tag:Environment", "Values": ["local"]},
+                {"Name": "tag:Tier", "Values": [tier]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )
+    except Exception:  # no emulator answering: the fleet is not up
+        return []
+    return sorted(i["InstanceId"] for r in found["Reservations"] for i in r["Instances"])
+
+
 def fleet_up() -> bool:
     out = podman("ps", "--filter", "label=fleet=local", "--format", "{{.Names}}").stdout.split()
-    return {"tt-local-lb-ext", "tt-local-web-1", "tt-local-app-1"} <= set(out)
+    return "tt-local-lb-ext" in out and bool(names("web")) and bool(names("app"))
+
+
+def address(container: str) -> str:
+    info = json.loads(podman("container", "inspect", container).stdout)[0]
+    return next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
 
 def measure(container: str, host: str, port: int, args) -> dict:
@@ -100,8 +139,8 @@ def measure(container: str, host: str, port: int, args) -> dict:
 
 
 def tiers(args) -> None:
-    stack = measure("tt-local-web-1", "10.0.1.10", 80, args)
-    direct = measure("tt-local-app-1", "127.0.0.1", 5000, args)
+    stack = measure(names("web")[0], address("tt-local-lb-ext"), 80, args)
+    direct = measure(names("app")[0], "127.0.0.1", 5000, args)
     print(
         f"GET /api/tasks?limit=20, {args.concurrency} clients,"
         f" <= {args.requests} requests / {args.seconds:.0f} s"
@@ -116,11 +155,6 @@ def tiers(args) -> None:
         f"cost of the tiers: throughput x{direct['rps'] / stack['rps']:.2f},"
         f" p99 x{stack['p99'] / direct['p99']:.2f}"
     )
-
-
-def names(tier: str) -> list[str]:
-    out = podman("ps", "--filter", f"label=tier={tier}", "--format", "{{.Names}}").stdout
-    return [n for n in out.split() if n]
 
 
 def playbook(*args: str) -> tuple[float, int]:
@@ -143,10 +177,7 @@ def rollout(version: str) -> None:
     lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
     # a target coming back is checked every transition interval (HAProxy's
     # fastinter, local only) until it passed the healthy threshold
-    interval = (
-        lb.get("local_fleet_transition_check_interval")
-        or lb["aws_load_balancers_health_check_interval"]
-    )
+    interval = TRANSITION_INTERVAL
     healthy = lb["aws_load_balancers_healthy_threshold"]
     # draining ends when the target is idle (about 1 s under this load);
     # gunicorn's restart to its first answer about 5 s; the page switch 0
@@ -165,8 +196,19 @@ def rollout(version: str) -> None:
     )
 
 
+def last_refresh(tier: str) -> dict:
+    found = emulator("autoscaling").describe_instance_refreshes(
+        AutoScalingGroupName=f"threetier-local-{tier}"
+    )["InstanceRefreshes"]
+    return found[0] if found else {}
+
+
 def immutable(version: str) -> None:
     counts = {tier: len(names(tier)) for tier in ("app", "web")}
+    auto = yaml.safe_load((REPO / "inventories/local/group_vars/all/autoscaling.yml").read_text())
+    lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
+    warmup = auto["aws_fleet_replace_instance_warmup"]
+    healthy = lb["aws_load_balancers_healthy_threshold"]
     print(
         f"immutable release of {version}"
         f" ({counts['app']} app + {counts['web']} web instances, batch 1)"
@@ -184,9 +226,20 @@ def immutable(version: str) -> None:
             "playbooks/release_immutable.yml",
             "-e", f"release_tier={tier}", "-e", f"release_version={version}",
         )  # fmt: skip
+        refresh = last_refresh(tier)
+        own = (
+            (refresh["EndTime"] - refresh["StartTime"]).total_seconds()
+            if refresh.get("EndTime") and refresh.get("StartTime")
+            else float("nan")
+        )
+        batches = counts[tier]  # batch 1: one new instance, then one old one goes
+        bound = batches * (warmup + healthy * TRANSITION_INTERVAL)
         print(
             f"  roll {tier:<4} {took:6.0f} s  exit {rc}"
-            f"  ({counts[tier]} instances + 1 surge launched, then the emulator's records)"
+            f"  instance refresh {refresh.get('Status', '?')} in {own:.0f} s"
+            f" (Ansible's own: {took - own:.0f} s); lower bound {batches} batches x"
+            f" ({warmup} s warmup + {healthy} x {TRANSITION_INTERVAL} s healthy) = {bound} s;"
+            f" ratio {took / bound:.2f}"
         )
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Remove the local environment: every container, volume, network and image
-# scripts/up.sh made (all named tt-local-* or localhost/threetier-{web,app,lb,db}),
-# then stop the AWS emulator. The base image stays (the Molecule scenarios
-# use it too). No-op when nothing is up.
+# Remove the local environment: stop the AWS emulator and the local
+# controller first (so that nothing is launched again), then remove every
+# container, volume, network and image of the fleet (labelled fleet=local, or
+# named tt-local-* and localhost/threetier-{web,app,lb,db}) and the host's
+# NAT exemption of the VPC (the controller's). The base image stays (the
+# Molecule scenarios use it too). No-op when nothing is up.
 #   scripts/down.sh --run-alone-only   only stop a taskboard of the old run-alone mode
 set -euo pipefail
 
@@ -29,6 +31,7 @@ fi
 [ "${1:-}" = "--run-alone-only" ] && exit 0
 
 removed=0
+"$here/scripts/moto.sh" stop
 containers=$( (podman ps -aq --filter label=fleet=local; podman ps -aq --filter label=threetier.bake) | sort -u)
 if [ -n "$containers" ]; then
     # shellcheck disable=SC2086
@@ -53,8 +56,13 @@ for repo in threetier-web threetier-app threetier-lb threetier-db; do
         removed=1
     fi
 done
-"$here/scripts/moto.sh" stop
-rm -rf "$state/fleet"
+# the controller's NAT exemptions (iptables rules commented threetier-vpc:tt-local-)
+while read -r rule; do
+    # shellcheck disable=SC2086
+    iptables -t nat $(printf '%s\n' "$rule" | sed 's/^-A /-D /') 2>/dev/null || true
+    removed=1
+done < <(iptables -t nat -S POSTROUTING 2>/dev/null | grep -- '--comment threetier-vpc:tt-local-' || true)
+rm -rf "$state/fleet" "$state/controller"
 rm -f "$here"/.cache/ansible-facts/tt-local-* 2>/dev/null || true
 if [ "$removed" = 1 ]; then
     echo "the local environment is removed (emulator stopped)"

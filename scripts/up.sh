@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Bring up the local environment: the whole architecture on this machine.
+# Bring up the local environment: the whole architecture on this machine,
+# every step the one an operator runs against AWS, with the emulator as AWS:
 #   1. the base image (scripts/build-base-image.sh; nothing when it exists)
-#   2. the AWS emulator (scripts/moto.sh) and the control plane in it
-#      (playbooks/site.yml, as against AWS)
+#   2. the AWS emulator and, beside it, the local controller that runs what
+#      the emulator says as containers (scripts/moto.sh; docs/local-data-plane.md)
 #   3. the release artifact (scripts/build-wheel.sh) and the images, baked
-#      by the same roles as the AMIs (playbooks/local_bake.yml; only missing ones)
-#   4. the data plane (playbooks/local_up.yml): networks mirroring the
-#      subnets, PostgreSQL with the secret's password, HAProxy for the ALBs,
-#      2 web + 2 app instances running their launch templates' user data
+#      by the same roles as the AMIs and recorded as AMIs (playbooks/images.yml;
+#      only missing ones)
+#   4. the control plane in the emulator (playbooks/site.yml, as against
+#      AWS): its Auto Scaling groups launch the instances, the controller
+#      makes containers of them and HAProxy balancers of the ALBs
+#   5. the stand-ins that are not instances (playbooks/local_up.yml):
+#      PostgreSQL for RDS, the VPC endpoint to the emulator; the schema
+#      migrated once; every group's instances healthy
 # and prints the URL. Re-running changes nothing and keeps the data;
 # scripts/down.sh removes it all.
 #   THREETIER_LOCAL_PORT=8080   the external balancer's port on 127.0.0.1
@@ -65,15 +70,15 @@ step() {
 
 release=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/src/taskboard/_version.py)
 step "base image" scripts/build-base-image.sh
-step "AWS emulator" scripts/moto.sh start
+step "AWS emulator and local controller" env THREETIER_LOCAL_PORT="$port" scripts/moto.sh start
 AWS_ENDPOINT_URL=$(scripts/moto.sh url)
 export AWS_ENDPOINT_URL
-step "control plane in the emulator (site.yml)" ansible-playbook playbooks/site.yml -e "threetier_release=$release"
 if [ ! -f "dist/taskboard-$release-py3-none-any.whl" ]; then
     step "release artifact $release" scripts/build-wheel.sh
 fi
-step "images (local_bake.yml)" ansible-playbook playbooks/local_bake.yml -e "threetier_release=$release"
-step "fleet (local_up.yml)" ansible-playbook playbooks/local_up.yml -e "threetier_release=$release"
+step "images and their AMIs (images.yml)" ansible-playbook playbooks/images.yml -e "threetier_release=$release"
+step "control plane in the emulator (site.yml)" ansible-playbook playbooks/site.yml -e "threetier_release=$release"
+step "database and the fleet ready (local_up.yml)" ansible-playbook playbooks/local_up.yml -e "threetier_release=$release"
 
 echo "up: done in $(($(date +%s) - started)) s (log: $log; stop: make down)"
 echo "threetier (local) is up: http://127.0.0.1:$port/"

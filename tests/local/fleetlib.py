@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import time
 from pathlib import Path
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,16 +68,94 @@ def fleet() -> dict[str, str]:
     return {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}
 
 
-def lb_servers(balancer: str, backend: str) -> list[tuple[str, str]]:
-    """(server, status) of every server of a balancer's backend, from
-    HAProxy's runtime API inside its container."""
-    script = (
-        "import socket\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy-admin.sock')\n"
-        "s.sendall(b'show stat\\n'); d = b''\n"
-        "while (c := s.recv(65536)): d += c\n"
-        "print(d.decode())\n"
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+PREFIX = "threetier-local"
+
+
+def emulator(service: str):
+    """A client of the emulator, the fleet's source of truth."""
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # moto's documented dummy
     )
-    out = podman("exec", balancer, "python3", "-c", script).stdout
-    rows = [line.split(",") for line in out.splitlines() if line.startswith(backend + ",")]
-    return [(r[1], r[17]) for r in rows if r[1] not in ("FRONTEND", "BACKEND")]
+
+
+def group(tier: str) -> dict:
+    """The tier's Auto Scaling group as the emulator describes it."""
+    found = emulator("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"{PREFIX}-{tier}"]
+    )["AutoScalingGroups"]
+    assert found, f"no Auto Scaling group {PREFIX}-{tier}"
+    return found[0]
+
+
+def instances(tier: str) -> list[dict]:
+    """The tier's running EC2 instances (id, private IP, AMI, subnet, AZ),
+    sorted by id: each one is a container named by its id."""
+    pages = emulator("ec2").describe_instances(
+        Filters=[
+            {"Name": "tag:Environment", "Values": ["local"]},
+            {"Name": "tag:Tier", "Values": [tier]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )
+    out = [
+        {
+            "id": i["InstanceId"],
+            "ip": i["PrivateIpAddress"],
+            "image": i["ImageId"],
+            "subnet": i["SubnetId"],
+            "az": i["Placement"]["AvailabilityZone"],
+            "hostname": "ip-" + i["PrivateIpAddress"].replace(".", "-"),
+        }
+        for r in pages["Reservations"]
+        for i in r["Instances"]
+    ]
+    return sorted(out, key=lambda x: x["id"])
+
+
+def ids(tier: str) -> list[str]:
+    return [i["id"] for i in instances(tier)]
+
+
+def target_group_arn(tier: str) -> str:
+    return emulator("elbv2").describe_target_groups(Names=[f"{PREFIX}-{tier}"])["TargetGroups"][0][
+        "TargetGroupArn"
+    ]
+
+
+def target_health(tier: str) -> dict[str, str]:
+    """{target id: state} of the tier's target group (DescribeTargetHealth:
+    what the local balancer's health checks see)."""
+    rows = emulator("elbv2").describe_target_health(TargetGroupArn=target_group_arn(tier))
+    return {r["Target"]["Id"]: r["TargetHealth"]["State"] for r in rows["TargetHealthDescriptions"]}
+
+
+def wait_fleet(
+    tier: str, count: int | None = None, timeout: float = 180, without: tuple[str, ...] = ()
+) -> list[str]:
+    """Until the tier has `count` (default: desired) running instances, all
+    InService and healthy in the target group and nothing else in it (no
+    target draining), none of them in `without`; their ids."""
+    deadline = time.monotonic() + timeout
+    seen: object = None
+    while time.monotonic() < deadline:
+        want = count if count is not None else group(tier)["DesiredCapacity"]
+        g = group(tier)
+        in_service = sorted(
+            i["InstanceId"] for i in g["Instances"] if i["LifecycleState"] == "InService"
+        )
+        health = target_health(tier)
+        seen = (want, in_service, health)
+        if (
+            len(in_service) == want
+            and len(g["Instances"]) == want
+            and health == dict.fromkeys(in_service, "healthy")
+            and not set(in_service) & set(without)
+        ):
+            return in_service
+        time.sleep(2)
+    raise AssertionError(f"{tier}: not {count} healthy instances within {timeout} s: {seen}")

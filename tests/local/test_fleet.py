@@ -1,26 +1,28 @@
-"""After `make up`: the page and the API through the external balancer, the
-data in PostgreSQL, the networks' reachability with real packets, and a
-second `make up` that changes nothing."""
+"""After `make up`: the fleet is what the emulator says (its Auto Scaling
+groups' instances, as containers named by instance id, spread over both
+AZs, found by the EC2 inventory), the page and the API answer through the
+external balancer, the data lands in PostgreSQL, and the security groups
+hold with real protocol answers (only the tier in front reaches each port;
+nothing reaches a peer of its own tier)."""
 
 from __future__ import annotations
 
 import json
 import re
 
+import pytest
 import requests
-from fleetlib import fleet, podman, run, skip_unless_asked
+from fleetlib import emulator, fleet, group, instances, podman, run, skip_unless_asked
 
 pytestmark = skip_unless_asked
-
-WEB = ["tt-local-web-1", "tt-local-web-2"]
-APP = ["tt-local-app-1", "tt-local-app-2"]
 
 
 def probe(container: str, host: str, port: int, kind: str) -> bool:
     """Real packets from inside a container: does a PostgreSQL server (its
-    answer to an SSLRequest is S or N) or taskboard (/healthz answers its
-    JSON) answer at host:port? A plain TCP connect would not do: this
-    machine's own egress may accept any connection it routes out."""
+    answer to an SSLRequest is S or N), taskboard or nginx (/healthz answers
+    its JSON) answer at host:port? A plain TCP connect would not do: this
+    machine's own egress may accept any connection it routes out. A
+    security group drops what it does not allow: 2 s without an answer."""
     script = (
         "import socket, sys\n"
         "try:\n"
@@ -73,11 +75,45 @@ def test_page_loads_and_tasks_land_in_postgres():
     assert fetched.json()["title"] == title
 
 
+def test_the_fleet_is_the_emulators_groups():
+    """Each group's desired capacity of instances, each a running container
+    named by its instance id, on its subnet's network at its private IP,
+    labelled with its tags; spread over both AZs' subnets."""
+    fleet()
+    for tier in ("web", "app"):
+        g = group(tier)
+        found = instances(tier)
+        assert len(found) == g["DesiredCapacity"] == 2, (tier, found)
+        assert len({i["az"] for i in found}) == 2, f"{tier}: not spread over both AZs: {found}"
+        assert len({i["subnet"] for i in found}) == 2
+        for i in found:
+            info = json.loads(podman("container", "inspect", i["id"]).stdout)[0]
+            assert info["State"]["Status"] == "running", i
+            labels = info["Config"]["Labels"]
+            assert labels.get("threetier.tag.Tier") == tier, labels
+            addresses = [n["IPAddress"] for n in info["NetworkSettings"]["Networks"].values()]
+            assert addresses == [i["ip"]], (i, addresses)
+
+
+def test_the_ec2_inventory_finds_the_instances():
+    fleet()
+    out = run(["ansible-inventory", "--list"]).stdout
+    inventory = json.loads(out)
+    for tier in ("web", "app"):
+        assert sorted(inventory[f"tier_{tier}"]["hosts"]) == [i["id"] for i in instances(tier)]
+    hostvars = inventory["_meta"]["hostvars"]
+    first = instances("app")[0]["id"]
+    assert hostvars[first]["ansible_connection"] == "containers.podman.podman"
+    host = hostvars[first]["ansible_host"]
+    # ansible-inventory marks values from the plugin as unsafe in its JSON
+    assert (host.get("__ansible_unsafe") if isinstance(host, dict) else host) == first
+
+
 def test_requests_reach_both_app_instances():
     hosts = {
         requests.get(fleet()["url"] + "/version", timeout=10).json()["hostname"] for _ in range(20)
     }
-    assert hosts == set(APP)
+    assert hosts == {i["hostname"] for i in instances("app")}
 
 
 def test_only_the_external_balancer_is_published():
@@ -87,61 +123,78 @@ def test_only_the_external_balancer_is_published():
     assert re.search(r"127\.0\.0\.1:\d+->80/tcp", published["tt-local-lb-ext"]), out
 
 
-def test_reachability_with_real_packets():
-    db, app_ip, lb_int_front = "10.0.5.10", "10.0.3.21", "10.0.1.11"
-    # web cannot open the database; app can
-    assert not probe("tt-local-web-1", db, 5432, "postgres")
+def addresses(container: str) -> list[str]:
+    info = json.loads(podman("container", "inspect", container).stdout)[0]
+    return [n["IPAddress"] for n in info["NetworkSettings"]["Networks"].values()]
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    """Who is where: both instances of each tier, each balancer's addresses,
+    the database's."""
+    fleet()
+    return {
+        "web": instances("web"),
+        "app": instances("app"),
+        "lb_ext": addresses("tt-local-lb-ext"),
+        "lb_int": addresses("tt-local-lb-int"),
+        "db": addresses("tt-local-db")[0],
+    }
+
+
+def test_security_groups_with_real_protocol_answers(matrix):
+    """The security-group chain per instance, as on AWS: each port answers
+    the tier in front of it only (a PostgreSQL SSLRequest, an HTTP
+    /healthz), never the tier behind it, a tier further away or a peer of
+    the same tier (they share subnets: only the groups keep them apart)."""
+    web1, web2 = matrix["web"]
+    app1, app2 = matrix["app"]
+    db = matrix["db"]
+    # the database: the app tier only
+    assert probe(app1["id"], db, 5432, "postgres")
+    assert probe(app2["id"], db, 5432, "postgres")
+    assert not probe(web1["id"], db, 5432, "postgres")
+    assert not probe("tt-local-lb-int", db, 5432, "postgres")
     assert not probe("tt-local-lb-ext", db, 5432, "postgres")
-    assert probe("tt-local-app-1", db, 5432, "postgres")
-    # nothing on the web tier's network reaches the app port but through the
-    # internal balancer
-    assert not probe("tt-local-web-1", app_ip, 5000, "taskboard")
-    assert not probe("tt-local-lb-ext", app_ip, 5000, "taskboard")
-    assert probe("tt-local-web-1", lb_int_front, 5000, "taskboard")
-    assert probe("tt-local-lb-int", app_ip, 5000, "taskboard")
+    # the app port: the internal balancer only (not the web tier, not a peer)
+    assert probe("tt-local-lb-int", app1["ip"], 5000, "taskboard")
+    assert probe("tt-local-lb-int", app2["ip"], 5000, "taskboard")
+    assert not probe(web1["id"], app1["ip"], 5000, "taskboard")
+    assert not probe(app2["id"], app1["ip"], 5000, "taskboard")
+    assert not probe("tt-local-lb-ext", app1["ip"], 5000, "taskboard")
+    # the internal balancer: the web tier only
+    for address in matrix["lb_int"]:
+        assert probe(web1["id"], address, 5000, "taskboard")
+        assert not probe(app1["id"], address, 5000, "taskboard")
+        assert not probe("tt-local-lb-ext", address, 5000, "taskboard")
+    # the web port: the external balancer only (not a peer, not the app tier)
+    assert probe("tt-local-lb-ext", web1["ip"], 80, "nginx")
+    assert probe("tt-local-lb-ext", web2["ip"], 80, "nginx")
+    assert not probe(web2["id"], web1["ip"], 80, "nginx")
+    assert not probe(app1["id"], web1["ip"], 80, "nginx")
+    assert not probe("tt-local-lb-int", web1["ip"], 80, "nginx")
 
 
 def test_user_data_ran_at_first_boot():
-    for name in WEB + APP:
-        done = podman("exec", name, "cat", "/var/lib/threetier/user-data.done", check=False)
-        assert done.returncode == 0, f"{name}: user data did not run"
-    upstream = podman("exec", "tt-local-web-1", "nginx-web-upstream", "show").stdout
+    web, app = instances("web"), instances("app")
+    for i in web + app:
+        done = podman("exec", i["id"], "cat", "/var/lib/threetier/user-data.done", check=False)
+        assert done.returncode == 0, f"{i['id']}: user data did not run"
+    upstream = podman("exec", web[0]["id"], "nginx-web-upstream", "show").stdout
     assert re.search(
         r"^internal-.*\.elb\.amazonaws\.com:5000$|^threetier-local-int.*:5000$", upstream, re.M
     ), upstream
-    env = podman("exec", "tt-local-app-1", "cat", "/etc/threetier/app.env").stdout
+    env = podman("exec", app[0]["id"], "cat", "/etc/threetier/app.env").stdout
     assert "TASKBOARD_DB_SECRET_ID=" in env
     assert "password" not in env.lower()
 
 
 def test_no_password_in_user_data_or_logs():
-    import boto3
-
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url="http://127.0.0.1:4566",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = emulator("secretsmanager")
     value = client.get_secret_value(SecretId="threetier/local/db-master")["SecretString"]
     secret = json.loads(value)["password"]
     assert len(secret) >= 8
     assert secret not in fleet()["up"]
-    for name in APP:
-        data = podman("exec", name, "cat", "/var/lib/threetier/user-data").stdout
+    for i in instances("app"):
+        data = podman("exec", i["id"], "cat", "/var/lib/threetier/user-data").stdout
         assert secret not in data
-
-
-def test_second_up_changes_nothing():
-    again = run(["scripts/up.sh"], timeout=1800)
-    steps = [
-        line for line in again.stdout.splitlines() if line.startswith("up: ") and "changed=" in line
-    ]
-    assert steps, again.stdout
-    for line in steps:
-        if "site.yml" in line:
-            continue  # the control plane's own idempotence is tests/test_provision.py's
-        assert "changed=0" in line, again.stdout
-    status = json.loads(podman("volume", "inspect", "tt-local-pgdata").stdout)[0]
-    assert status["Name"] == "tt-local-pgdata"

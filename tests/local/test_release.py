@@ -1,8 +1,9 @@
-"""Rolling releases under load through the external balancer: a good one
-(zero failed requests, /version moves, every app instance on the new
-release), a broken one (stops at the first batch, which is back on the old
-release; zero failed requests; non-zero exit naming host and check), and
-make rollback."""
+"""Rolling releases under load through the external balancer, on the AWS
+code path (the EC2 inventory's hosts, the ALB target groups' draining and
+health): a good one (zero failed requests, /version moves, every app
+instance on the new release), a broken one (stops at the first batch, which
+is back on the old release; zero failed requests; non-zero exit naming host
+and check), and make rollback (zero failed requests, every instance back)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,11 @@ import time
 
 import pytest
 import requests
-from fleetlib import ROOT, fleet, lb_servers, podman, run, skip_unless_asked
+from fleetlib import ROOT, fleet, ids, podman, run, skip_unless_asked, target_health
 from load import Load
 
 pytestmark = skip_unless_asked
 
-APP = ["tt-local-app-1", "tt-local-app-2"]
-WEB = ["tt-local-web-1", "tt-local-web-2"]
 BROKEN = "0.9.0"
 RATE = float(os.environ.get("THREETIER_FLEET_RATE", "60"))
 
@@ -65,16 +64,18 @@ def under_load(url: str, action):
     return outcome, result
 
 
-def all_up(balancer: str, backend: str) -> list[str]:
-    return [status for _, status in lb_servers(balancer, backend)]
+def all_healthy(tier: str, hosts: list[str]) -> bool:
+    return target_health(tier) == dict.fromkeys(hosts, "healthy")
 
 
 @pytest.fixture(scope="module")
 def versions():
-    old = current(APP[0])
-    assert all(current(n) == old for n in APP)
+    fleet()
+    app = ids("app")
+    old = current(app[0])
+    assert all(current(n) == old for n in app)
     new = "0.2.0" if old != "0.2.0" else "0.1.0"
-    return {"old": old, "new": new}
+    return {"old": old, "new": new, "app": app, "web": ids("web")}
 
 
 def test_rolling_release_under_load_fails_no_request(versions):
@@ -91,19 +92,20 @@ def test_rolling_release_under_load_fails_no_request(versions):
     first_new = result.versions.index(versions["new"])
     assert all(v == versions["new"] for v in result.versions[last_old + 1 :])
     assert first_new < len(result.versions)
-    assert [current(n) for n in APP] == [versions["new"]] * len(APP)
+    app, web = versions["app"], versions["web"]
+    assert [current(n) for n in app] == [versions["new"]] * len(app)
     served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
     assert served == versions["new"]
-    assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
-    # the web tier rolled the release's page too, and is back in its balancer
-    assert [page_release(n) for n in WEB] == [versions["new"]] * len(WEB)
-    assert all_up("tt-local-lb-ext", "web") == ["UP"] * len(WEB)
+    assert all_healthy("app", app)
+    # the web tier rolled the release's page too, and is back in its target group
+    assert [page_release(n) for n in web] == [versions["new"]] * len(web)
+    assert all_healthy("web", web)
 
 
 def test_release_again_changes_nothing(versions):
     again = release(versions["new"])
     changed = recap_changed(again.stdout)
-    assert set(APP + WEB) <= set(changed), again.stdout[-3000:]
+    assert set(versions["app"] + versions["web"]) <= set(changed), again.stdout[-3000:]
     assert all(n == 0 for n in changed.values()), changed
 
 
@@ -139,28 +141,38 @@ def build_broken_wheel() -> str:
 
 def test_broken_release_stops_at_the_first_batch(versions):
     build_broken_wheel()
-    before = [current(n) for n in APP]
+    app = versions["app"]
+    before = [current(n) for n in app]
     proc, result = under_load(fleet()["url"], lambda: release(BROKEN, check=False))
     print(f"broken rollout: {result.sent} requests, statuses {result.statuses}")
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
-    assert re.search(rf"release {BROKEN} FAILED its health gate on tt-local-app-1", out), out[
-        -3000:
-    ]
+    failed = re.search(rf"release {BROKEN} FAILED its health gate on (i-[0-9a-f]+)", out)
+    assert failed, out[-3000:]
+    assert failed.group(1) in app
     assert "readyz" in out.lower()
-    assert [current(n) for n in APP] == before
-    # the second instance was never touched
-    absent = podman("exec", APP[1], "test", "-e", f"/opt/taskboard/releases/{BROKEN}", check=False)
+    assert [current(n) for n in app] == before
+    # the other instance was never touched
+    (other,) = [n for n in app if n != failed.group(1)]
+    absent = podman("exec", other, "test", "-e", f"/opt/taskboard/releases/{BROKEN}", check=False)
     assert absent.returncode != 0
     assert result.failures == [], result.failures[:20]
-    assert all_up("tt-local-lb-int", "app") == ["UP"] * len(APP)
+    assert all_healthy("app", app)
     assert requests.get(fleet()["url"] + "/version", timeout=10).json()["version"] == before[0]
 
 
-def test_rollback_returns_to_the_previous_release(versions):
-    assert [current(n) for n in APP] == [versions["new"]] * len(APP)
-    run(["ansible-playbook", "playbooks/rollback.yml"], timeout=1800)
-    assert [current(n) for n in APP] == [versions["old"]] * len(APP)
+def test_rollback_under_load_returns_to_the_previous_release(versions):
+    app, web = versions["app"], versions["web"]
+    assert [current(n) for n in app] == [versions["new"]] * len(app)
+    _, result = under_load(
+        fleet()["url"],
+        lambda: run(["make", "--no-print-directory", "rollback"], timeout=1800),
+    )
+    print(f"rollback: {result.sent} requests; {result.statuses}")
+    assert result.failures == [], result.failures[:20]
+    assert [current(n) for n in app] == [versions["old"]] * len(app)
     served = requests.get(fleet()["url"] + "/version", timeout=10).json()["version"]
     assert served == versions["old"]
-    assert [page_release(n) for n in WEB] == [versions["old"]] * len(WEB)
+    assert [page_release(n) for n in web] == [versions["old"]] * len(web)
+    assert all_healthy("app", app)
+    assert all_healthy("web", web)
