@@ -4,15 +4,15 @@
 #   1. the base image (scripts/build-base-image.sh; nothing when it exists)
 #   2. the AWS emulator and, beside it, the local controller that runs what
 #      the emulator says as containers (scripts/moto.sh; docs/local-data-plane.md)
-#   3. the release artifact (scripts/build-wheel.sh) and the images, baked
-#      by the same roles as the AMIs and recorded as AMIs (playbooks/images.yml;
-#      only missing ones)
-#   4. the control plane in the emulator (playbooks/site.yml, as against
-#      AWS): its Auto Scaling groups launch the instances, the controller
-#      makes containers of them and HAProxy balancers of the ALBs
-#   5. the stand-ins that are not instances (playbooks/local_up.yml):
-#      PostgreSQL for RDS, the VPC endpoint to the emulator; the schema
-#      migrated once; every group's instances healthy
+#   3. the release artifact (scripts/build-wheel.sh), then one run of
+#      playbooks/up.yml:
+#      - the images, baked by the same roles as the AMIs and recorded as
+#        AMIs (images.yml; only missing ones)
+#      - the control plane in the emulator (site.yml, as against AWS): its
+#        Auto Scaling groups launch the instances, the controller makes
+#        containers of them and HAProxy balancers of the ALBs
+#      - PostgreSQL for RDS (local_up.yml), the schema migrated once, every
+#        group's instances healthy
 # and prints the URL. Re-running changes nothing and keeps the data;
 # scripts/down.sh removes it all.
 #   THREETIER_LOCAL_PORT=8080   the external balancer's port on 127.0.0.1
@@ -76,9 +76,10 @@ export AWS_ENDPOINT_URL
 if [ ! -f "dist/taskboard-$release-py3-none-any.whl" ]; then
     step "release artifact $release" scripts/build-wheel.sh
 fi
-step "images and their AMIs (images.yml)" ansible-playbook playbooks/images.yml -e "threetier_release=$release"
-step "control plane in the emulator (site.yml)" ansible-playbook playbooks/site.yml -e "threetier_release=$release"
-step "database and the fleet ready (local_up.yml)" ansible-playbook playbooks/local_up.yml -e "threetier_release=$release"
+# one run of images.yml, site.yml and local_up.yml (playbooks/up.yml);
+# make up needs no pruning of older AMIs (images.yml alone prunes)
+step "images, control plane, fleet (up.yml)" \
+    ansible-playbook playbooks/up.yml -e "threetier_release=$release" -e images_prune=false
 
 echo "up: done in $(($(date +%s) - started)) s (log: $log; stop: make down)"
 echo "threetier (local) is up: http://127.0.0.1:$port/"

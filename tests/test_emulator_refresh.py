@@ -372,6 +372,38 @@ def test_failing_new_instances_fail_the_refresh_and_roll_back(dp):
     assert world.describe(name)["LaunchTemplate"]["Version"] == "1"
 
 
+def test_a_failing_surge_batch_goes_and_every_old_instance_stays(dp):
+    """Above 100 % max healthy the new instance is launched beside the old
+    ones: when it fails, it is what goes (it replaced nothing yet), never an
+    old instance picked by the scale-in order, so capacity never dips. As in
+    a fleet after a first release: the group already went through a
+    successful refresh (its version set by the refresh)."""
+    world = World(dp)
+    world.template(versions=3)
+    tg = world.target_group(delay=1)
+    name = world.group(version="1", desired=2, target_groups=[tg], grace=10)
+    prefs = {
+        "MinHealthyPercentage": 100,
+        "MaxHealthyPercentage": 150,
+        "InstanceWarmup": 0,
+        "AutoRollback": True,
+    }
+    with Player(world, [tg], sick_images=[world.image(3)]):
+        first = world.asg.start_instance_refresh(
+            AutoScalingGroupName=name, DesiredConfiguration=lt(world, "2"), Preferences=prefs
+        )["InstanceRefreshId"]
+        assert world.wait_refresh(name, first, 2 * LOOP)["Status"] == "Successful"
+        old = set(on_version(world, name))
+        refresh_id = world.asg.start_instance_refresh(
+            AutoScalingGroupName=name, DesiredConfiguration=lt(world, "3"), Preferences=prefs
+        )["InstanceRefreshId"]
+        done = world.wait_refresh(name, refresh_id, 2 * LOOP)
+        states = {i["InstanceId"]: i["LifecycleState"] for i in world.describe(name)["Instances"]}
+    assert done["Status"] == "RollbackSuccessful", done
+    assert set(on_version(world, name)) == old, "the old instances all stayed"
+    assert all(states[i] == "InService" for i in old), states
+
+
 def test_refresh_fails_when_new_instances_are_not_healthy_in_time(dp):
     world = World(dp)
     world.template(versions=2)

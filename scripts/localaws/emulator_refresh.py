@@ -471,6 +471,7 @@ def cancel(backend: Any, name: str, wait_for_transitioning: bool) -> Refresh:
     group = _group(backend, name)
     refresh = _active_or_fail(group, name)
     if refresh.status != "Cancelling":
+        _drop_surge(group, refresh)
         refresh.status = "Cancelling"
         refresh.cancel_wait = wait_for_transitioning
         _publish(group)
@@ -554,7 +555,24 @@ def _end(refresh: Refresh, status: str, reason: str | None) -> None:
     )
 
 
+def _drop_surge(group: Any, refresh: Refresh) -> None:
+    """A surge batch that fails: its new instances have replaced nothing yet
+    (the old ones they were launched for still serve), so they are what goes.
+    Left to the capacity upkeep, the surge's end would scale in by the
+    termination policy, which may pick a healthy old instance and keep the
+    failed new one, for the rollback to replace later: capacity would dip."""
+    if not refresh.batch_old:
+        return
+    states = _states(group)
+    asg.terminate(
+        group,
+        [states[i] for i in refresh.new if i in states],
+        f"instance refresh {refresh.id} failed before its old instances went",
+    )
+
+
 def _fail(group: Any, refresh: Refresh, reason: str) -> bool:
+    _drop_surge(group, refresh)
     if refresh.phase == "refresh" and refresh.auto_rollback and not refresh.irreversible:
         refresh.update_progress(group)
         _start_rollback(group, refresh, f"Instance refresh failed, rolling back: {reason}")
@@ -565,6 +583,8 @@ def _fail(group: Any, refresh: Refresh, reason: str) -> bool:
 
 def _start_rollback(group: Any, refresh: Refresh, reason: str) -> None:
     from moto.core.utils import utcnow
+
+    _drop_surge(group, refresh)
 
     refresh.rollback = {
         "RollbackReason": reason,

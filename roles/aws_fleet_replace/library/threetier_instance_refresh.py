@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: threetier_instance_refresh
-short_description: Start an instance refresh to a launch-template version, or roll it back or cancel it
+short_description: Start an instance refresh to a launch-template version; roll back or cancel one
 description:
   - C(state=started) starts an instance refresh of the group towards O(launch_template_name)
     version O(launch_template_version) (the refresh's desired configuration, which becomes the
@@ -24,23 +24,36 @@ description:
     default version would change what every later launch runs before the refresh proved it.
 options:
   name: {description: Auto Scaling group name., type: str, required: true}
-  state: {description: What to do., type: str, choices: [started, rolled_back, cancelled], default: started}
+  state:
+    description: What to do.
+    type: str
+    choices: [started, rolled_back, cancelled]
+    default: started
   launch_template_name: {description: Launch template of the desired configuration., type: str}
   launch_template_version:
     description: Its version (a number, so that the refresh can be rolled back).
     type: str
-  min_healthy_percentage: {description: Capacity kept in service (percent of desired)., type: int, default: 100}
+  min_healthy_percentage:
+    description: Capacity kept in service (percent of desired).
+    type: int
+    default: 100
   max_healthy_percentage:
     description: Capacity allowed during the refresh; above 100 launches before it terminates.
     type: int
     default: 200
   instance_warmup: {description: Seconds a new instance warms up before it counts., type: int}
-  skip_matching: {description: Leave instances that already run the desired configuration., type: bool, default: true}
+  skip_matching:
+    description: Leave instances that already run the desired configuration.
+    type: bool
+    default: true
   auto_rollback:
     description: Replace what the refresh replaced when it fails (needs a numbered version).
     type: bool
     default: true
-  checkpoint_percentages: {description: Pause at these percentages complete., type: list, elements: int}
+  checkpoint_percentages:
+    description: Pause at these percentages complete.
+    type: list
+    elements: int
   checkpoint_delay: {description: Seconds of each pause., type: int}
 extends_documentation_fragment:
   - amazon.aws.common.modules
@@ -147,8 +160,9 @@ def main():
                     module.exit_json(changed=False, instance_refresh=snake(current))
                 module.fail_json(
                     msg=(
-                        f"group {group} already has instance refresh {current['InstanceRefreshId']} "
-                        f"({current.get('Status')}) towards {have or 'its own configuration'}; "
+                        f"group {group} already has instance refresh "
+                        f"{current['InstanceRefreshId']} ({current.get('Status')}) towards "
+                        f"{have or 'its own configuration'}; "
                         "wait for it to end, or cancel it"
                     ),
                     instance_refresh=snake(current),

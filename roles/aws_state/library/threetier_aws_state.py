@@ -46,8 +46,8 @@ options:
   ami_name: {description: Name of an AMI to look up (own account and public)., type: str}
   tier_ami_tags:
     description:
-      - Tags of the tiers' baked AMIs to look up (own account, e.g. Project and Release); the newest available AMI of
-        each Tier is returned in tier_amis.
+      - Tags of the tiers' baked AMIs to look up (own account, e.g. Project and Release); the
+        newest available AMI of each Tier is returned in tier_amis.
     type: dict
   parts:
     description:
