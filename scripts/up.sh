@@ -68,6 +68,36 @@ step() {
     fi
 }
 
+# The fleet of earlier versions of the kit (before the local controller):
+# instances, balancers and the endpoint as containers Ansible made, the
+# database on the old db network, and networks with the subnets' CIDRs that
+# the controller's networks need. Removed (the database's data stays in its
+# volume); the new layout is made again below.
+earlier_layout() {
+    local containers networks
+    containers=$(podman ps -a --filter label=fleet=local \
+        --format '{{.ID}} {{index .Labels "threetier.controller"}} {{index .Labels "threetier.kind"}}' |
+        awk '$2 == "<no" || $2 == "" { if ($NF != "database") print $1 }')
+    # the old layout's database lacks the kind label
+    containers="$containers $(podman ps -a --filter label=fleet=local --filter label=role=db \
+        --format '{{.ID}} {{index .Labels "threetier.kind"}}' | awk '$2 != "database" { print $1 }')"
+    networks=$(podman network ls --filter label=fleet=local --format '{{.Name}} {{.Labels}}' |
+        awk 'index($0, "threetier.controller=") == 0 { print $1 }')
+    if [ -n "${containers// /}" ]; then
+        # shellcheck disable=SC2086
+        podman rm --force --time 10 $containers >/dev/null
+    fi
+    if [ -n "$networks" ]; then
+        # shellcheck disable=SC2086
+        podman network rm --force $networks >/dev/null
+    fi
+    echo "removed: containers ${containers:-none}; networks ${networks:-none}"
+}
+if podman ps -a --filter label=fleet=local --format '{{index .Labels "threetier.kind"}}' | grep -q '^<no value>$\|^$' ||
+    podman network ls --filter label=fleet=local --format '{{.Labels}}' | grep -vq 'threetier.controller='; then
+    step "the fleet of an earlier version" earlier_layout
+fi
+
 release=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/src/taskboard/_version.py)
 step "base image" scripts/build-base-image.sh
 step "AWS emulator and local controller" env THREETIER_LOCAL_PORT="$port" scripts/moto.sh start
