@@ -300,7 +300,7 @@ def test_surge_refresh_waits_for_healthy_targets(dp):
     world = World(dp)
     world.template(versions=2)
     tg = world.target_group(delay=30)
-    name = world.group(version="1", desired=2, target_groups=[tg], grace=10)
+    name = world.group(version="1", desired=2, target_groups=[tg], grace=3)
     old = set(on_version(world, name))
     with Player(world, [tg], drain=False) as player, Watch(world, name) as watch:
         refresh_id = world.asg.start_instance_refresh(
@@ -337,7 +337,7 @@ def test_failing_new_instances_fail_the_refresh_and_roll_back(dp):
     world = World(dp)
     world.template(versions=2)
     tg = world.target_group(delay=1)
-    name = world.group(version="1", desired=2, target_groups=[tg], grace=10)
+    name = world.group(version="1", desired=2, target_groups=[tg], grace=3)
     old = set(on_version(world, name))
     with Player(world, [tg], sick_images=[world.image(2)]):
         refresh_id = world.asg.start_instance_refresh(
@@ -381,7 +381,7 @@ def test_a_failing_surge_batch_goes_and_every_old_instance_stays(dp):
     world = World(dp)
     world.template(versions=3)
     tg = world.target_group(delay=1)
-    name = world.group(version="1", desired=2, target_groups=[tg], grace=10)
+    name = world.group(version="1", desired=2, target_groups=[tg], grace=3)
     prefs = {
         "MinHealthyPercentage": 100,
         "MaxHealthyPercentage": 150,
@@ -404,21 +404,36 @@ def test_a_failing_surge_batch_goes_and_every_old_instance_stays(dp):
     assert all(states[i] == "InService" for i in old), states
 
 
-def test_refresh_fails_when_new_instances_are_not_healthy_in_time(dp):
+def test_an_unhealthy_new_instance_is_waited_for_within_its_grace_period(dp):
+    """A booting instance fails its first checks: within the group's
+    health-check grace period the refresh waits (AWS's grace period exists
+    for this); once it is over, the instance unhealthy fails the refresh."""
     world = World(dp)
     world.template(versions=2)
     tg = world.target_group(delay=1)
-    name = world.group(version="1", desired=1, target_groups=[tg], grace=2)
-    refresh_id = world.asg.start_instance_refresh(
-        AutoScalingGroupName=name,
-        DesiredConfiguration=lt(world, "2"),
-        **prefs(MinHealthyPercentage=100, MaxHealthyPercentage=200, InstanceWarmup=1),
-    )["InstanceRefreshId"]
-    done = world.wait_refresh(name, refresh_id, 2 * LOOP)
+    name = world.group(version="1", desired=1, target_groups=[tg], grace=4)
+    with Player(world, [tg], sick_images=[world.image(2)]):
+        refresh_id = world.asg.start_instance_refresh(
+            AutoScalingGroupName=name,
+            DesiredConfiguration=lt(world, "2"),
+            **prefs(MinHealthyPercentage=100, MaxHealthyPercentage=200, InstanceWarmup=1),
+        )["InstanceRefreshId"]
+        wait_for(
+            lambda: (
+                "(health-check grace period)"
+                in (world.refresh(name, refresh_id).get("StatusReason") or "")
+            ),
+            LOOP,
+            "the refresh waiting on an unhealthy instance within its grace period",
+            dp,
+        )
+        assert world.refresh(name, refresh_id)["Status"] == "InProgress"
+        done = world.wait_refresh(name, refresh_id, 2 * LOOP)
     assert done["Status"] == "Failed", done
-    assert "was not healthy within 3 s" in done["StatusReason"], done
-    assert "initial in target group" in done["StatusReason"]
+    assert "is unhealthy (Target.FailedHealthChecks" in done["StatusReason"], done
+    assert "in target group" in done["StatusReason"]
     assert done["EndTime"] >= done["StartTime"]
+    assert (done["EndTime"] - done["StartTime"]).total_seconds() >= 3, done
     wait_for(
         lambda: set(on_version(world, name).values()) == {"1"} and len(world.in_service(name)) == 1,
         LOOP,

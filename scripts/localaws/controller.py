@@ -982,15 +982,15 @@ class Controller:
                     self.server_memory[key] = hap.ServerMemory()
                     self.log.info(f"{label}: {server} ({address}) registered: health checks begin")
                     continue
-                if row.kind == "MAINT":
+                if row.kind in ("MAINT", "DRAIN"):
+                    # registered again (while draining too): a target group
+                    # takes it as a new target, no request before the
+                    # healthy threshold of checks passed
                     rt.enter(group.name, server)
                     self.server_memory[key] = hap.ServerMemory()
                     self.log.info(f"{label}: {server} registered again: health checks begin")
                     continue
-                if row.kind == "DRAIN":
-                    rt.ready(group.name, server)
-                    self.log.info(f"{label}: {server} registered again while draining: in service")
-                elif row.kind in ("UP", "NOLB") and row.uweight == 0:
+                if row.kind in ("UP", "NOLB") and row.uweight == 0:
                     rt.give_weight(group.name, server)
                     self.log.info(f"{label}: {server} passed the healthy threshold: in service")
                 memory = self.server_memory.setdefault(key, hap.ServerMemory())

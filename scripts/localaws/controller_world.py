@@ -304,7 +304,16 @@ class Reader:
 
     def _instances(self, world: World) -> None:
         instances = {}
-        for reservation in _pages(self.ec2, "describe_instances", "Reservations"):
+        # not the terminated ones: the emulator keeps them all (AWS forgets
+        # them within the hour), and the listing grows with every release
+        # and replacement; an instance not listed is not live anyway
+        states = ["pending", "running", "stopping", "stopped", "shutting-down"]
+        for reservation in _pages(
+            self.ec2,
+            "describe_instances",
+            "Reservations",
+            Filters=[{"Name": "instance-state-name", "Values": states}],
+        ):
             for i in reservation.get("Instances", []):
                 instances[i["InstanceId"]] = Instance(
                     id=i["InstanceId"],

@@ -625,17 +625,27 @@ def _rollback_remaining(group: Any, refresh: Refresh) -> list[Any]:
 
 
 def _health(group: Any, state: Any) -> tuple[bool, str | None, str]:
-    """(healthy everywhere, why it failed, what it waits for) of a new instance."""
+    """(healthy everywhere, why it failed, what it waits for) of a new instance.
+
+    It fails on what Auto Scaling itself acts on: the instance set Unhealthy,
+    or unhealthy in a target group once its health-check grace period is
+    over. Within the grace period an unhealthy target is a booting instance
+    (AWS's grace period exists for this): the refresh waits, as AWS's does.
+    There is no other deadline: AWS has none; the caller's time limit (and
+    a rollback) covers an instance that never becomes healthy."""
     instance_id = state.instance.id
     if state.health_status == "Unhealthy":
         return False, f"{instance_id} was set Unhealthy", ""
+    within_grace = now() - asg.launched_at(state) < asg.grace_period(group)
     waiting = []
     for tg in asg.target_groups(group):
         target = emulator_elbv2.target_state(tg, instance_id)
-        if target == "unhealthy":
+        if target == "unhealthy" and not within_grace:
             why = emulator_elbv2.target_description(tg, instance_id)
             return False, f"{instance_id} is {why} in target group {tg.name}", ""
-        if target != "healthy":
+        if target == "unhealthy":
+            waiting.append(f"unhealthy in target group {tg.name} (health-check grace period)")
+        elif target != "healthy":
             waiting.append(f"{target or 'not registered'} in target group {tg.name}")
     if state.lifecycle_state != "InService":
         waiting.append(state.lifecycle_state)
@@ -720,7 +730,7 @@ def _advance(group: Any, refresh: Refresh) -> bool:
 def _watch_new(group: Any, refresh: Refresh, states: dict[str, Any], moment: float) -> bool | None:
     """The instances the refresh launched: failed (the refresh fails), warming
     up (it waits: False), or updated. None when none is left to wait for."""
-    grace = asg.grace_period(group)
+    details: dict[str, str] = {}
     for instance_id, new in list(refresh.new.items()):
         state = states.get(instance_id)
         if state is None or state.lifecycle_state == "Terminating":
@@ -737,19 +747,13 @@ def _watch_new(group: Any, refresh: Refresh, states: dict[str, Any], moment: flo
                     refresh.ready.add(instance_id)
             continue
         new.healthy_since = None
-        limit = grace + refresh.warmup
-        if moment - new.launched_at >= limit:
-            return _fail(
-                group,
-                refresh,
-                f"{instance_id} was not healthy within {limit} s (health check grace period "
-                f"{grace} s and warm-up {refresh.warmup} s): {waiting}",
-            )
+        details[instance_id] = waiting
     if refresh.new:
         example = next(iter(refresh.new))
         refresh.status_reason = (
             "Waiting for instances to warm up before continuing. For example: "
-            f"{example} is warming up."
+            f"{example} is warming up"
+            + (f" ({details[example]})." if details.get(example) else ".")
         )
         return False
     return None

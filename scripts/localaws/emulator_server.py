@@ -106,20 +106,23 @@ def _json(start_response: StartResponse, status: str, payload: Any) -> list[byte
     return _respond(start_response, status, json.dumps(payload).encode(), _JSON)
 
 
-def _buffer_form_body(environ: dict[str, Any]) -> bytes | None:
-    """Read a small form body (the query protocol's Action=...) and put it
-    back, so a 501 can name the action after moto consumed the stream."""
-    if not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
-        return None
+def _buffer_body(environ: dict[str, Any]) -> bytes | None:
+    """Read the request's body before the lock is taken and put it back: a
+    client that stalls mid-body (a paused instance behind the aws-api
+    stand-in) then holds up its own request only, not every API call and
+    the background loop behind the lock. Returns a small form body (the
+    query protocol's Action=...) so that a 501 can name the action after
+    moto consumed the stream; None otherwise."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    if not 0 < length <= _BODY_LIMIT:
+    if length <= 0:
         return None
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)
-    return body
+    form = str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded")
+    return body if form and length <= _BODY_LIMIT else None
 
 
 def _service(environ: dict[str, Any]) -> str:
@@ -237,7 +240,7 @@ class EmulatorApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if str(environ.get("PATH_INFO", "")).startswith(PRIVATE_PREFIX):
             return private(environ, start_response)
-        body = _buffer_form_body(environ)
+        body = _buffer_body(environ)
         with LOCK:
             try:
                 result = self.app(environ, start_response)
