@@ -320,14 +320,25 @@ def test_surge_refresh_waits_for_healthy_targets(dp):
         new = set(on_version(world, name)) - old
         healthy = {r["id"] for r in player.reported if r["state"] == "healthy"}
         assert new <= healthy, "retired only after its replacements were reported healthy"
-        done = world.wait_refresh(name, refresh_id, LOOP)
-        assert done["Status"] == "Successful", done
-        # draining: still Terminating until the data plane says drained
+        # draining: still Terminating until the data plane says drained, and
+        # the refresh ends only once its old instances are gone
+        wait_for(
+            lambda: (
+                "Waiting for instances to terminate"
+                in (world.refresh(name, refresh_id).get("StatusReason") or "")
+            ),
+            LOOP,
+            "the refresh waiting for its old instances to terminate",
+            dp,
+        )
+        assert world.refresh(name, refresh_id)["Status"] == "InProgress"
         assert {i["LifecycleState"] for i in world.instances(name) if i["InstanceId"] in old} == {
             "Terminating"
         }
         player.drain = True
-        wait_for(lambda: len(world.instances(name)) == 2, LOOP, "old instances terminated", dp)
+        done = world.wait_refresh(name, refresh_id, LOOP)
+        assert done["Status"] == "Successful", done
+        assert len(world.instances(name)) == 2
     assert min(s for s, _ in watch.seen) >= 2
     assert {d for _, d in watch.seen} == {2}
     assert world.describe(name)["LaunchTemplate"]["Version"] == "2"

@@ -715,6 +715,14 @@ def _advance(group: Any, refresh: Refresh) -> bool:
         return paused
     eligible, waiting_for = _left_to_replace(group, refresh, states)
     if not eligible:
+        # done only once the old instances are gone, as AWS's refresh ends
+        # after its terminations (an old instance still draining is listed)
+        draining = sorted(i for i in refresh.retired if i in states)
+        if not waiting_for and draining:
+            refresh.status_reason = (
+                f"Waiting for instances to terminate. For example: {draining[0]} is terminating."
+            )
+            return False
         if waiting_for:
             if refresh.waiting_since is None:
                 refresh.waiting_since = moment
