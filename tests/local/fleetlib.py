@@ -7,6 +7,7 @@ tests/conftest.py is imported as `conftest` by its own tests."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,3 +161,16 @@ def wait_fleet(
             return in_service
         time.sleep(2)
     raise AssertionError(f"{tier}: not {count} healthy instances within {timeout} s: {seen}")
+
+
+def served_by(names: set[str], seconds: float) -> collections.Counter:
+    """Ask /version through the public URL until every one of `names` has
+    answered, or `seconds` pass. A target that has just turned healthy gets a
+    small share at first (the target group's slow start ramps its weight up),
+    so a fixed number of requests could miss it without anything wrong."""
+    hosts: collections.Counter = collections.Counter()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not names <= set(hosts):
+        hosts[requests.get(fleet()["url"] + "/version", timeout=10).json()["hostname"]] += 1
+        time.sleep(0.05)
+    return hosts

@@ -5,11 +5,18 @@ Zero failed requests under load throughout."""
 
 from __future__ import annotations
 
-import collections
 import time
 
-import requests
-from fleetlib import PREFIX, emulator, fleet, instances, podman, skip_unless_asked, wait_fleet
+from fleetlib import (
+    PREFIX,
+    emulator,
+    fleet,
+    instances,
+    podman,
+    served_by,
+    skip_unless_asked,
+    wait_fleet,
+)
 from load import Load
 
 pytestmark = skip_unless_asked
@@ -19,13 +26,6 @@ def set_desired(count: int) -> None:
     emulator("autoscaling").set_desired_capacity(
         AutoScalingGroupName=f"{PREFIX}-app", DesiredCapacity=count, HonorCooldown=False
     )
-
-
-def served_by(count: int) -> collections.Counter:
-    hosts: collections.Counter = collections.Counter()
-    for _ in range(count):
-        hosts[requests.get(fleet()["url"] + "/version", timeout=10).json()["hostname"]] += 1
-    return hosts
 
 
 def test_scale_out_and_in_under_load():
@@ -39,7 +39,8 @@ def test_scale_out_and_in_under_load():
         out_took = time.monotonic() - started
         # the new instances serve: every app instance answers through the balancers
         names = {i["hostname"] for i in instances("app")}
-        hosts = served_by(40)
+        # slow start is 30 s (aws_load_balancers_slow_start); 90 s allows for it
+        hosts = served_by(names, 90)
         started = time.monotonic()
         set_desired(2)
         back = wait_fleet("app", 2, timeout=240)
