@@ -17,6 +17,9 @@ from ansible_collections.amazon.aws.plugins.module_utils._autoscaling.waiters im
 )
 from test_emulator_support import LOOP, Player, World, emulator, report, wait_for
 
+# the emulator's switch (scripts/localaws/emulator_autoscaling.py)
+IAM_PROPAGATION_ENV = "THREETIER_EMULATOR_IAM_PROPAGATION"
+
 
 @pytest.fixture(scope="module")
 def dp(tmp_path_factory):
@@ -26,6 +29,12 @@ def dp(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory):
     return emulator(tmp_path_factory, data_plane=False)
+
+
+@pytest.fixture(scope="module")
+def propagating(tmp_path_factory):
+    """An emulator where a new instance profile takes 3 s to be usable."""
+    return emulator(tmp_path_factory, data_plane=False, extra_env={IAM_PROPAGATION_ENV: "3"})
 
 
 def zones(world: World, name: str) -> Counter:
@@ -133,6 +142,21 @@ def test_without_a_data_plane_terminations_are_immediate(plain):
     )
     [replacement] = world.in_service(name)
     assert replacement["InstanceId"] != b, "replaced at once"
+
+
+def test_a_new_instance_profile_is_refused_until_it_propagated(propagating):
+    world = World(propagating)
+    world.iam.create_instance_profile(InstanceProfileName=f"prof-{world.tag}")
+    made = time.monotonic()
+    world.template(versions=1, IamInstanceProfile={"Name": f"prof-{world.tag}"})
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        world.group(desired=1)
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "Invalid IAM Instance Profile name" in str(refused.value)
+    assert world.asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    time.sleep(max(0.0, 3.2 - (time.monotonic() - made)))
+    name = world.group(desired=1)
+    assert len(world.in_service(name)) == 1
 
 
 def test_a_zero_grace_period_stays_zero(plain):

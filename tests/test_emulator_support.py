@@ -33,24 +33,28 @@ ACTIVE = ("Pending", "InProgress", "Baking", "Cancelling", "RollbackInProgress")
 #: a few ticks, with room for a busy machine (only a failure waits that long).
 LOOP = 8
 
-_SERVERS: dict[bool, Moto] = {}
+_SERVERS: dict[tuple[bool, tuple[tuple[str, str], ...]], Moto] = {}
 
 
-def emulator(tmp_path_factory: Any, data_plane: bool) -> Moto:
-    """The session's emulator of that mode: started on first use, stopped
-    when the test process exits (shared by the emulator's test modules)."""
-    if data_plane not in _SERVERS:
+def emulator(
+    tmp_path_factory: Any, data_plane: bool, extra_env: dict[str, str] | None = None
+) -> Moto:
+    """The session's emulator of that mode (and ``extra_env``): started on
+    first use, stopped when the test process exits (shared by the emulator's
+    test modules)."""
+    key = (data_plane, tuple(sorted((extra_env or {}).items())))
+    if key not in _SERVERS:
         stack = contextlib.ExitStack()
         workdir = tmp_path_factory.mktemp("emulator-data-plane" if data_plane else "emulator")
-        _SERVERS[data_plane] = stack.enter_context(
+        _SERVERS[key] = stack.enter_context(
             moto_server(
                 workdir / "moto.log",
                 cwd=workdir,
-                env={DATA_PLANE_ENV: "1" if data_plane else "0"},
+                env={DATA_PLANE_ENV: "1" if data_plane else "0", **(extra_env or {})},
             )
         )
         atexit.register(stack.close)
-    return _SERVERS[data_plane]
+    return _SERVERS[key]
 
 
 def wait_for(

@@ -23,6 +23,12 @@ What moto 5.2.5 does, and what these patches make of it (docs/local-data-plane.m
   With a data plane that is what happens here (the background loop finishes
   the terminations); without one, terminations stay immediate (moto's
   behaviour) but still deregister.
+- moto accepts an instance profile the moment it exists. AWS's IAM is
+  eventually consistent: for some seconds after it is made, a group whose
+  launch template names it is refused ("Invalid IAM Instance Profile name").
+  ``THREETIER_EMULATOR_IAM_PROPAGATION=<seconds>`` makes CreateAutoScalingGroup
+  refuse so for that long after the profile's creation (unset: moto's
+  behaviour), so the kit's retry of that error runs somewhere.
 - moto never replaces an unhealthy instance. With a data plane, an instance
   set Unhealthy, not running in EC2, or (health check type ELB) ``unhealthy``
   in one of the group's target groups after its grace period is replaced.
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -57,6 +64,10 @@ _DELETING = "_threetier_deleting"
 
 #: Lifecycle states that count toward the desired capacity.
 COUNTED = frozenset({"InService", "Pending"})
+
+#: Seconds an instance profile stays unusable for a new group after its
+#: creation, as AWS's IAM propagation (unset or 0: usable at once).
+IAM_PROPAGATION_ENV = "THREETIER_EMULATOR_IAM_PROPAGATION"
 
 #: Run once per group per loop tick before the group's own upkeep (the
 #: instance refresh registers its step here).
@@ -475,6 +486,45 @@ def maintain(backend: Any, name: str, group: Any) -> None:
 # ---------------------------------------------------------------- patches
 
 
+def propagation_seconds(environ: dict[str, str] | None = None) -> float:
+    """The IAM propagation window of IAM_PROPAGATION_ENV (0 when unset)."""
+    value = (environ if environ is not None else os.environ).get(IAM_PROPAGATION_ENV, "")
+    return float(value) if value.strip() else 0.0
+
+
+def refuse_propagating_profile(backend: Any, launch_template: dict[str, Any]) -> None:
+    """AWS's ValidationError for a launch template whose instance profile was
+    made less than propagation_seconds() ago (nothing when the window is 0,
+    the group has no template, or the template no profile)."""
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.core.utils import utcnow
+    from moto.iam.models import iam_backends
+
+    window = propagation_seconds()
+    if not window or not launch_template:
+        return
+    ec2 = backend.ec2_backend
+    template = (
+        ec2.get_launch_template(launch_template["LaunchTemplateId"])
+        if launch_template.get("LaunchTemplateId")
+        else ec2.get_launch_template_by_name(launch_template.get("LaunchTemplateName"))
+    )
+    version = template.get_version(launch_template.get("Version") or "$Default")
+    profile = version.data.get("IamInstanceProfile") or {}
+    name = profile.get("Name") or str(profile.get("Arn") or "").rsplit("/", 1)[-1]
+    if not name:
+        return
+    iam = iam_backends[backend.account_id][backend.partition]
+    found = [p for p in iam.instance_profiles.values() if p.name == name]
+    if found and (utcnow() - found[0].create_date).total_seconds() < window:
+        log(f"refused a group: instance profile {name} still propagating ({window:.0f} s)")
+        raise ValidationError(
+            "You must use a valid fully-formed launch template. Value "
+            f"({name}) for parameter iamInstanceProfile.name is invalid. "
+            "Invalid IAM Instance Profile name"
+        )
+
+
 def patch() -> None:
     """Patch moto's Auto Scaling models and responses (idempotent)."""
     from moto.autoscaling.exceptions import ResourceContentionError, ValidationError
@@ -680,7 +730,9 @@ def patch() -> None:
     def create_auto_scaling_group(self: Any, *args: Any, **kwargs: Any) -> Any:
         """HealthCheckGracePeriod=0 stays 0 (AWS); moto made it 300
         (``health_check_period or 300``), which delays health replacement
-        and the refresh's default warm-up by five minutes."""
+        and the refresh's default warm-up by five minutes. An instance
+        profile still propagating is refused as AWS does (IAM_PROPAGATION_ENV)."""
+        refuse_propagating_profile(self, kwargs.get("launch_template") or {})
         group = original_create(self, *args, **kwargs)
         period = kwargs.get("health_check_period")
         if period is not None and int(period) == 0:
