@@ -49,6 +49,13 @@ options:
       - Tags of the tiers' baked AMIs to look up (own account, e.g. Project and Release); the
         newest available AMI of each Tier is returned in tier_amis.
     type: dict
+  nat_address_names:
+    description:
+      - Name tags of the NAT gateways' elastic IPs, returned in nat_addresses by allocation id
+        (found with or without the VPC).
+    type: list
+    elements: str
+    default: []
   parts:
     description:
       - What to describe (a layer that changed refreshes only its part).
@@ -202,8 +209,23 @@ class State:
             "route_tables",
             "vpc_endpoints",
             "security_groups",
+            "nat_addresses",
         ):
             out[key] = {}
+        # the NAT gateways' elastic IPs by their Name tag, VPC or not: a
+        # teardown stopped after a NAT went still finds its address
+        if self.p["nat_address_names"]:
+            for a in self.call(
+                ec2,
+                "describe_addresses",
+                Filters=[{"Name": "tag:Name", "Values": self.p["nat_address_names"]}],
+            )["Addresses"]:
+                out["nat_addresses"][a["AllocationId"]] = {
+                    "allocation_id": a["AllocationId"],
+                    "public_ip": a.get("PublicIp"),
+                    "association_id": a.get("AssociationId"),
+                    "tags": tags_of(a),
+                }
         if not vpcs:
             return
         vpc = vpcs[0]
@@ -247,6 +269,11 @@ class State:
             out["nat_gateways"][n["SubnetId"]] = {
                 "id": n["NatGatewayId"],
                 "state": n["State"],
+                "allocation_ids": sorted(
+                    x["AllocationId"]
+                    for x in n.get("NatGatewayAddresses", [])
+                    if x.get("AllocationId")
+                ),
                 "tags": tags_of(n),
             }
         for rt in self.call(ec2, "describe_route_tables", Filters=vf)["RouteTables"]:
@@ -566,6 +593,7 @@ def main():
         alarm_prefix=dict(type="str"),
         ami_name=dict(type="str"),
         tier_ami_tags=dict(type="dict"),
+        nat_address_names=dict(type="list", elements="str", default=[]),
         parts=dict(type="list", elements="str", choices=list(PARTS), default=list(PARTS)),
     )
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
