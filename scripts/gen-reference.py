@@ -232,9 +232,11 @@ def walk(
         used.update(jinja_names(node, bare=key in BARE_KEYS))
 
 
-def known_names() -> set[str]:
-    """Every variable roles and inventories define."""
+def known_names(playbook_inputs_described: set[str] = frozenset()) -> set[str]:
+    """Every variable roles and inventories define (an inventory's setting of
+    a described playbook input does not count: the playbook still takes it)."""
     names: set[str] = set()
+    inventory: set[str] = set()
     for role in (ROOT / "roles").iterdir():
         for sub in ("defaults", "vars"):
             for f in sorted((role / sub).glob("*.yml")) if (role / sub).is_dir() else []:
@@ -249,11 +251,11 @@ def known_names() -> set[str]:
             walk(load_yaml(f), used, names)
     for f in (ROOT / "inventories").rglob("*.yml"):
         if "group_vars" in f.parts or "host_vars" in f.parts:
-            names.update((load_yaml(f) or {}).keys())
+            inventory.update((load_yaml(f) or {}).keys())
         else:
             data = load_yaml(f) or {}
-            walk_inventory_vars(data, names)
-    return names
+            walk_inventory_vars(data, inventory)
+    return names | (inventory - (playbook_inputs_described - names))
 
 
 def walk_inventory_vars(node, names: set[str]) -> None:
@@ -338,7 +340,10 @@ def playbook_roles(path: Path) -> list[str]:
 
 
 def playbook_sections(descriptions: dict) -> tuple[list[str], list[str]]:
-    known = known_names()
+    # a variable described as a playbook's input stays one when an inventory
+    # sets it for its environment (the local inventory's shorter waits)
+    described = {key.rpartition(":")[2] for key in descriptions}
+    known = known_names(playbook_inputs_described=described)
     lines: list[str] = []
     errors: list[str] = []
     seen: set[str] = set()
