@@ -1,6 +1,7 @@
 """A second environment beside the first: staging with the dev profile (one
 instance per tier, single-AZ database, no deletion protection), found by the
-staging dynamic inventory; HTTPS once a certificate is given."""
+staging dynamic inventory, whose SSM transfer bucket the pre-flight checks;
+HTTPS (an ACM certificate) once a certificate is given."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def test_dev_profile_sizes(staging, moto):
     ][0]
     assert db["MultiAZ"] is False
     assert db["DeletionProtection"] is False
+    # no deletion protection on the balancers either (production's profile only)
+    elb = moto.client("elbv2", REGION)
+    for lb in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]:
+        attrs = elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])
+        assert {"Key": "deletion_protection.enabled", "Value": "false"} in attrs["Attributes"]
 
 
 def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
@@ -54,6 +60,24 @@ def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
         assert groups[f"tier_{tier}"] == {instance}, graph
     assert "env_staging" in groups
     assert "env_production" not in graph
+
+
+def test_ssm_transfer_bucket_is_checked_once_there_are_instances(staging, kit, moto):
+    """SSM's transfer bucket (group_vars/aws_ec2/connection.yml) is read from
+    the instances the staging inventory lists: its shipped placeholder stops
+    any playbook's pre-flight (a release's too) before it reaches them."""
+    own = (
+        "-e",
+        "aws_artifacts_bucket_name=threetier-staging-test-artifacts",
+        "-e",
+        "aws_launch_templates_ami_id=ami-0123456789abcdef0",
+    )
+    run = kit.playbook("preflight.yml", *own, inventory="inventories/staging")
+    assert run.rc != 0
+    assert (
+        'ansible_aws_ssm_bucket_name: "threetier-staging-ssm-transfer-CHANGE-ME" is not a valid'
+        " S3 bucket name" in run.output
+    ), run.output[-3000:]
 
 
 def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
@@ -74,6 +98,7 @@ def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     assert redirect["Type"] == "redirect"
     assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
     assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
     https = listeners[443]
     assert https["Protocol"] == "HTTPS"
     assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
