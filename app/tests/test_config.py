@@ -31,6 +31,12 @@ def test_defaults_are_the_run_alone_mode(tmp_path):
     assert settings.log_level == "INFO"
     assert settings.db_connect_timeout == 3
     assert settings.db_statement_timeout_ms == 5000
+    assert settings.db_tcp_user_timeout_ms == 3000
+    assert (
+        settings.db_keepalives_idle,
+        settings.db_keepalives_interval,
+        settings.db_keepalives_count,
+    ) == (5, 2, 3)
     assert settings.git_commit == "unknown"
     assert len(settings.secret_key) >= 32
 
@@ -48,6 +54,10 @@ def test_values_are_read():
             "TASKBOARD_SERVE_STATIC": "1",
             "TASKBOARD_DB_CONNECT_TIMEOUT": "5",
             "TASKBOARD_DB_STATEMENT_TIMEOUT_MS": "750",
+            "TASKBOARD_DB_TCP_USER_TIMEOUT_MS": "4500",
+            "TASKBOARD_DB_KEEPALIVES_IDLE": "7",
+            "TASKBOARD_DB_KEEPALIVES_INTERVAL": "3",
+            "TASKBOARD_DB_KEEPALIVES_COUNT": "4",
         }
     )
     url = settings.database_url
@@ -67,6 +77,12 @@ def test_values_are_read():
     assert (settings.release, settings.git_commit) == ("1.2.3", "abc1234")
     assert settings.serve_static is True
     assert (settings.db_connect_timeout, settings.db_statement_timeout_ms) == (5, 750)
+    assert settings.db_tcp_user_timeout_ms == 4500
+    assert (
+        settings.db_keepalives_idle,
+        settings.db_keepalives_interval,
+        settings.db_keepalives_count,
+    ) == (7, 3, 4)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +95,12 @@ def test_values_are_read():
         ({"TASKBOARD_SERVE_STATIC": "maybe"}, "TASKBOARD_SERVE_STATIC"),
         ({"TASKBOARD_DB_CONNECT_TIMEOUT": "0"}, "TASKBOARD_DB_CONNECT_TIMEOUT"),
         ({"TASKBOARD_DB_STATEMENT_TIMEOUT_MS": "x"}, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS"),
+        # 0 would turn the kernel's limit off
+        ({"TASKBOARD_DB_TCP_USER_TIMEOUT_MS": "0"}, "TASKBOARD_DB_TCP_USER_TIMEOUT_MS"),
+        ({"TASKBOARD_DB_TCP_USER_TIMEOUT_MS": "999"}, "TASKBOARD_DB_TCP_USER_TIMEOUT_MS"),
+        ({"TASKBOARD_DB_KEEPALIVES_IDLE": "0"}, "TASKBOARD_DB_KEEPALIVES_IDLE"),
+        ({"TASKBOARD_DB_KEEPALIVES_INTERVAL": "61"}, "TASKBOARD_DB_KEEPALIVES_INTERVAL"),
+        ({"TASKBOARD_DB_KEEPALIVES_COUNT": "many"}, "TASKBOARD_DB_KEEPALIVES_COUNT"),
         ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
         ({"DATABASE_URL": "mysql://u:secretpw@h/db"}, "DATABASE_URL"),
     ],

@@ -19,6 +19,8 @@ class Result:
     versions: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    # (sent, answered, status) of every answer, on the monotonic clock
+    answers: list[tuple[float, float, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,6 +94,7 @@ class Load:
             with self.result.lock:
                 self.result.sent += 1
                 self.result.latencies.append(took)
+                self.result.answers.append((t0, t0 + took, status))
                 self.result.statuses[status] = self.result.statuses.get(status, 0) + 1
                 if status in self.accept:
                     self.result.ok += 1

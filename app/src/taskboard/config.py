@@ -35,6 +35,10 @@ ENV_VARS = (
     "TASKBOARD_SERVE_STATIC",
     "TASKBOARD_DB_CONNECT_TIMEOUT",
     "TASKBOARD_DB_STATEMENT_TIMEOUT_MS",
+    "TASKBOARD_DB_TCP_USER_TIMEOUT_MS",
+    "TASKBOARD_DB_KEEPALIVES_IDLE",
+    "TASKBOARD_DB_KEEPALIVES_INTERVAL",
+    "TASKBOARD_DB_KEEPALIVES_COUNT",
     "TASKBOARD_METRICS_PORT",
     "PROMETHEUS_MULTIPROC_DIR",
 )
@@ -179,6 +183,10 @@ class Settings:
     serve_static: bool = False
     db_connect_timeout: int = 3
     db_statement_timeout_ms: int = 5000
+    db_tcp_user_timeout_ms: int = 3000
+    db_keepalives_idle: int = 5
+    db_keepalives_interval: int = 2
+    db_keepalives_count: int = 3
     hostname: str = field(default_factory=socket.gethostname)
     metrics_port: int = 0
     metrics_multiprocess_dir: str | None = None
@@ -218,6 +226,13 @@ class Settings:
             db_statement_timeout_ms=_int(
                 env, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
+            # the kernel's limits on a connection whose host is gone
+            db_tcp_user_timeout_ms=_int(
+                env, "TASKBOARD_DB_TCP_USER_TIMEOUT_MS", 3000, 1000, 120_000
+            ),
+            db_keepalives_idle=_int(env, "TASKBOARD_DB_KEEPALIVES_IDLE", 5, 1, 600),
+            db_keepalives_interval=_int(env, "TASKBOARD_DB_KEEPALIVES_INTERVAL", 2, 1, 60),
+            db_keepalives_count=_int(env, "TASKBOARD_DB_KEEPALIVES_COUNT", 3, 1, 30),
             metrics_port=_int(env, "TASKBOARD_METRICS_PORT", 0, 0, 65535),
             metrics_multiprocess_dir=metrics_dir,
         )
