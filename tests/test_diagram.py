@@ -7,26 +7,24 @@ their ports (app -> db on 5432); SVG and PNG must come out.
 
 The same run checks the operator's IAM policy against what the playbooks
 really call: every API call moto recorded during site.yml must be granted by
-iam/operator-policy.json (tests/test_iam_policy.py checks the policy against
-the modules' sources)."""
+iam/operator-policy*.json, resources, tags and region considered
+(tests/iam_policies.py; tests/test_iam_policy.py checks the policy against
+the modules' sources, tests/test_iam_calls.py the session's other runs)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import subprocess
 import sys
-import urllib.parse
 from pathlib import Path
 
 import pytest
 from conftest import PRODUCTION, PRODUCTION_EXTRA, PRODUCTION_REGION, ROOT
+from iam_policies import judge, recorded_requests
+from recorder import RUNS
 
 REGION = PRODUCTION_REGION
 PREFIX = PRODUCTION
-# credential scope service -> IAM prefix, where they differ
-SCOPE_PREFIX = {"monitoring": "cloudwatch"}
 
 
 @pytest.fixture(scope="module")
@@ -134,83 +132,18 @@ def test_svg_and_png_are_rendered(drawn):
 
 # ---------------------------------------------------------------- IAM, as run
 
-S3_QUERY_ACTION = {
-    ("GET", "versioning"): "s3:GetBucketVersioning",
-    ("PUT", "versioning"): "s3:PutBucketVersioning",
-    ("GET", "encryption"): "s3:GetEncryptionConfiguration",
-    ("PUT", "encryption"): "s3:PutEncryptionConfiguration",
-    ("DELETE", "encryption"): "s3:PutEncryptionConfiguration",
-    ("GET", "publicAccessBlock"): "s3:GetBucketPublicAccessBlock",
-    ("PUT", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
-    ("DELETE", "publicAccessBlock"): "s3:PutBucketPublicAccessBlock",
-    ("GET", "tagging"): "s3:GetBucketTagging",
-    ("PUT", "tagging"): "s3:PutBucketTagging",
-    ("DELETE", "tagging"): "s3:PutBucketTagging",
-    ("GET", "policy"): "s3:GetBucketPolicy",
-    ("PUT", "policy"): "s3:PutBucketPolicy",
-    ("DELETE", "policy"): "s3:DeleteBucketPolicy",
-    ("GET", "ownershipControls"): "s3:GetBucketOwnershipControls",
-    ("PUT", "ownershipControls"): "s3:PutBucketOwnershipControls",
-    ("DELETE", "ownershipControls"): "s3:PutBucketOwnershipControls",
-    ("GET", "acl"): "s3:GetBucketAcl",
-    ("PUT", "acl"): "s3:PutBucketAcl",
-    ("GET", "versions"): "s3:ListBucketVersions",
-    ("GET", "accelerate"): "s3:GetAccelerateConfiguration",
-    ("GET", "requestPayment"): "s3:GetBucketRequestPayment",
-    ("GET", "logging"): "s3:GetBucketLogging",
-    ("GET", "object-lock"): "s3:GetBucketObjectLockConfiguration",
-    ("GET", "location"): "s3:GetBucketLocation",
-}
-S3_PLAIN_ACTION = {
-    ("PUT", False): "s3:CreateBucket",
-    ("HEAD", False): "s3:ListBucket",
-    ("GET", False): "s3:ListBucket",
-    ("DELETE", False): "s3:DeleteBucket",
-    ("GET", True): "s3:GetObject",
-    ("HEAD", True): "s3:GetObject",
-    ("PUT", True): "s3:PutObject",
-    ("DELETE", True): "s3:DeleteObject",
-}
 
-
-def iam_action(entry: dict) -> str | None:
-    """The IAM action of one recorded request (None: not an AWS API call)."""
-    headers = {k.lower(): v for k, v in entry["headers"].items()}
-    scope = re.search(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/", headers.get("authorization", ""))
-    if not scope:
-        return None
-    service = scope.group(1)
-    prefix = SCOPE_PREFIX.get(service, service)
-    url = urllib.parse.urlsplit(entry["url"])
-    if service == "s3":
-        parts = [p for p in url.path.split("/") if p]
-        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
-        for key in query:
-            if (entry["method"], key) in S3_QUERY_ACTION:
-                return S3_QUERY_ACTION[(entry["method"], key)]
-        if "delete" in query:
-            return "s3:DeleteObject"
-        return S3_PLAIN_ACTION.get((entry["method"], len(parts) > 1), f"s3:?{entry['method']}")
-    if "x-amz-target" in headers:
-        return f"{prefix}:{headers['x-amz-target'].rsplit('.', 1)[-1]}"
-    if "/operation/" in url.path:
-        return f"{prefix}:{url.path.rsplit('/', 1)[-1]}"
-    body = entry.get("body") or ""
-    if entry.get("body_encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
-    action = urllib.parse.parse_qs(body).get("Action") or urllib.parse.parse_qs(url.query).get(
-        "Action"
-    )
-    return f"{prefix}:{action[0]}" if action else f"{prefix}:?"
-
-
-def test_every_call_of_a_real_run_is_granted(recorded_site):
+def test_every_call_of_a_real_run_is_granted(recorded_site, production):
+    """Every call of the production site.yml run (eu-west-1, the policy's
+    region) is granted by the operator's policy, judged with its resources'
+    tags, the tags it creates them with and its region (tests/iam_policies.py;
+    tests/test_iam_calls.py judges every other kit run of the session)."""
     _, recording = recorded_site
-    entries = [json.loads(line) for line in recording.splitlines() if line.strip()]
-    # sts:GetCallerIdentity needs no permission (IAM cannot deny it)
-    called = {a for a in map(iam_action, entries) if a} - {"sts:GetCallerIdentity"}
+    (run,) = [r for r in RUNS if r.recording is production.recording]
+    assert run.region == REGION
+    called = {r.action for r in recorded_requests(recording)}
     assert len(called) > 40, f"recorded too few calls to be right: {sorted(called)}"
-    policy = json.loads((ROOT / "iam" / "operator-policy.json").read_text(encoding="utf-8"))
-    granted = {a for st in policy["Statement"] for a in st["Action"]}
-    missing = sorted(called - granted)
-    assert not missing, f"site.yml called, iam/operator-policy.json does not grant: {missing}"
+    problems, _ = judge([run])
+    assert not problems, "site.yml called what the operator's policy does not grant:\n" + "\n".join(
+        sorted(set(problems))
+    )
