@@ -70,15 +70,27 @@ SERIAL ?= 1
 STRATEGY ?= rolling
 # immutable: bake (reused when the release has its AMIs), then app before
 # web as in a rolling release, BATCH instances surged and replaced at a time;
-# on AWS the builders' SSH is open to OPERATOR_CIDR only (your address/32)
+# on AWS the builders' SSH is open to OPERATOR_CIDR only (your address/32).
+# BAKE=no releases the AMIs already baked for VERSION (the delivery pipeline
+# bakes once, in dev); PROMOTE_FROM=<account id> first copies the AMIs that
+# account baked and shared into this environment's account (one account per
+# environment: playbooks/ami_promote.yml)
 BATCH ?= 1
 OPERATOR_CIDR ?=
+BAKE ?= yes
+PROMOTE_FROM ?=
 # (the emulator's endpoint only for ENV=local: AWS environments never get it)
 RELEASE_ENV = $(if $(filter local,$(ENV)),AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-$$(scripts/moto.sh url)}) ANSIBLE_CALLBACKS_ENABLED=$${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer}
-release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%] [STRATEGY=rolling|immutable] [BATCH=1]
-	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1] [STRATEGY=rolling|immutable] [BATCH=1]" >&2; exit 2; }
+release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%] [STRATEGY=rolling|immutable] [BATCH=1] [BAKE=no] [PROMOTE_FROM=id]
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z [ENV=local] [SERIAL=1] [STRATEGY=rolling|immutable] [BATCH=1] [BAKE=yes|no] [PROMOTE_FROM=<account id>]" >&2; exit 2; }
 ifeq ($(STRATEGY),immutable)
+	@case "$(BAKE)/$(PROMOTE_FROM)" in yes/|no/*) ;; yes/*) echo "release: PROMOTE_FROM copies AMIs baked in another account: give BAKE=no with it" >&2; exit 2;; *) echo "release: BAKE is yes or no, not '$(BAKE)'" >&2; exit 2;; esac
+ifeq ($(BAKE),yes)
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION) $(if $(OPERATOR_CIDR),-e aws_image_bake_operator_cidr=$(OPERATOR_CIDR))
+endif
+ifneq ($(PROMOTE_FROM),)
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/ami_promote.yml -e release_version=$(VERSION) -e aws_ami_promote_source_account=$(PROMOTE_FROM)
+endif
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=app -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/release_immutable.yml -e release_tier=web -e release_version=$(VERSION) -e release_batch_size=$(BATCH)
 else ifneq ($(STRATEGY),rolling)

@@ -1,9 +1,13 @@
 """The delivery pipeline (.github/workflows/delivery.yml): valid against
 GitHub's workflow schema, stages in order (lint -> tests -> bake -> dev ->
 staging -> production), production behind its approval environment, AWS
-access only through OIDC, and every make target, playbook and inventory it
-calls present in the repository. Each check is also shown to catch a broken
-copy of the workflow."""
+access only through OIDC, every make target, playbook and inventory it
+calls present in the repository, and one bake promoted: the AMIs are baked
+once (in dev, shared with the other environments' accounts) and every
+environment releases exactly those AMIs immutably, never in place, staging
+and production copying them into their own accounts first when they are
+other accounts. Each check is also shown to catch a broken copy of the
+workflow."""
 
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ ENVIRONMENTS = {
     "release-production": "production",
 }
 OIDC_ACTION = "aws-actions/configure-aws-credentials@"
+BAKED_VERSION = "${{ needs.bake.outputs.version }}"
+# environments that may be accounts of their own: they copy the shared AMIs
+# from the baking account (dev's) before they release them
+PROMOTING = {"release-staging", "release-production"}
 
 
 def load(path: Path = WORKFLOW) -> dict:
@@ -99,13 +107,16 @@ def order_problems(doc: dict) -> list[str]:
     return problems
 
 
-def run_lines(doc: dict) -> list[str]:
+def job_lines(job: dict) -> list[str]:
     lines = []
-    for job in doc["jobs"].values():
-        for step in job.get("steps", []):
-            if "run" in step:
-                lines.extend(" ".join(step["run"].split("\n")).split("&&"))
+    for step in job.get("steps", []):
+        if "run" in step:
+            lines.extend(" ".join(step["run"].split("\n")).split("&&"))
     return lines
+
+
+def run_lines(doc: dict) -> list[str]:
+    return [line for job in doc["jobs"].values() for line in job_lines(job)]
 
 
 def makefile_targets() -> set[str]:
@@ -269,3 +280,184 @@ def test_credential_check_catches_stored_keys():
     assert any("secrets" in p for p in problems)
     assert "release-staging: OIDC without id-token: write" in problems
     assert "release-staging: configure-aws-credentials without role-to-assume" in problems
+
+
+# --- one bake, promoted ------------------------------------------------------
+
+
+# a value on a command line: a GitHub expression (with its spaces) or a word
+VALUE = r"\$\{\{[^}]*\}\}|\S*"
+
+
+def make_calls(job: dict, target: str) -> list[dict[str, str]]:
+    """Each `make <target> VAR=value ...` of a job -> its variables."""
+    calls = []
+    for line in job_lines(job):
+        m = re.search(rf"\bmake\s+(?:-\S+\s+)*{target}\b(.*)", line)
+        if m:
+            calls.append(dict(re.findall(rf"\b([A-Z_]+)=({VALUE})", m.group(1))))
+    return calls
+
+
+def playbook_calls(job: dict, playbook: str) -> list[str]:
+    return [line for line in job_lines(job) if f"playbooks/{playbook}" in line]
+
+
+def promotion_problems(doc: dict) -> list[str]:
+    """The AMIs are baked once, in the bake job, and shared; every release
+    job releases exactly the baked release immutably without baking again;
+    staging and production promote (copy) the shared AMIs first."""
+    jobs = doc["jobs"]
+    problems = []
+    bakes = {
+        name: len(playbook_calls(job, "images.yml"))
+        + sum(
+            1
+            for c in make_calls(job, "release")
+            if c.get("STRATEGY") == "immutable" and c.get("BAKE", "yes") != "no"
+        )
+        for name, job in jobs.items()
+    }
+    if bakes.get("bake") != 1:
+        problems.append(f"bake bakes {bakes.get('bake', 0)} times (once: playbooks/images.yml)")
+    for name, count in bakes.items():
+        if name != "bake" and count:
+            problems.append(f"{name} bakes again")
+    bake_lines = playbook_calls(jobs.get("bake", {}), "images.yml")
+    if bake_lines and not all(
+        "-e aws_image_bake_share_accounts=${{ vars.AMI_SHARE_ACCOUNTS }}" in line
+        for line in bake_lines
+    ):
+        problems.append("bake does not share the AMIs with the accounts of vars.AMI_SHARE_ACCOUNTS")
+    for name in ENVIRONMENTS:
+        job = jobs[name]
+        if playbook_calls(job, "release.yml"):
+            problems.append(f"{name} releases in place (playbooks/release.yml)")
+        releases = make_calls(job, "release")
+        direct = playbook_calls(job, "release_immutable.yml")
+        if not releases and not direct:
+            problems.append(f"{name} releases nothing")
+        for call in releases:
+            if call.get("STRATEGY") != "immutable":
+                problems.append(
+                    f"{name} releases in place (make release without STRATEGY=immutable)"
+                )
+            if call.get("VERSION") != BAKED_VERSION:
+                problems.append(
+                    f"{name} releases {call.get('VERSION')}, not the baked {BAKED_VERSION}"
+                )
+        for line in direct:
+            if f"-e release_version={BAKED_VERSION}" not in line:
+                problems.append(
+                    f"{name} runs release_immutable.yml for another release than the baked one"
+                )
+        if direct and {t for line in direct for t in re.findall(r"release_tier=(\w+)", line)} != {
+            "web",
+            "app",
+        }:
+            problems.append(f"{name} runs release_immutable.yml for one tier only")
+        promotes = [c for c in releases if c.get("PROMOTE_FROM")] + playbook_calls(
+            job, "ami_promote.yml"
+        )
+        if name in PROMOTING:
+            wanted = "${{ vars.AMI_SOURCE_ACCOUNT }}"
+            if not promotes:
+                problems.append(f"{name} does not promote the shared AMIs into its account")
+            for c in promotes:
+                source = (
+                    c.get("PROMOTE_FROM")
+                    if isinstance(c, dict)
+                    else (re.findall(rf"aws_ami_promote_source_account=({VALUE})", c) or [""])[0]
+                )
+                if source != wanted:
+                    problems.append(f"{name} promotes from {source}, not {wanted}")
+        elif promotes:
+            problems.append(f"{name} promotes, but it is the baking account")
+    return problems
+
+
+def test_every_stage_releases_the_baked_amis_immutably():
+    doc = load()
+    assert promotion_problems(doc) == []
+    for name in ENVIRONMENTS:
+        (call,) = make_calls(doc["jobs"][name], "release")
+        assert call["STRATEGY"] == "immutable"
+        assert call["BAKE"] == "no"
+        assert ("PROMOTE_FROM" in call) == (name in PROMOTING)
+
+
+def _run_step(jobs: dict, job: str, needle: str) -> dict:
+    return next(s for s in jobs[job]["steps"] if needle in s.get("run", ""))
+
+
+def _replace_run(jobs: dict, job: str, needle: str, old: str, new: str) -> None:
+    step = _run_step(jobs, job, needle)
+    assert old in step["run"], (job, old)
+    step["run"] = step["run"].replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda j: _replace_run(j, "release-dev", "make release", " STRATEGY=immutable", ""),
+            "release-dev releases in place (make release without STRATEGY=immutable)",
+        ),
+        (
+            lambda j: _run_step(j, "release-dev", "make release").update(
+                run="sudo -E .venv/bin/ansible-playbook -i inventories/dev playbooks/release.yml"
+                " -e release_version=${{ needs.bake.outputs.version }}"
+            ),
+            "release-dev releases in place (playbooks/release.yml)",
+        ),
+        (
+            lambda j: _replace_run(j, "release-staging", "make release", " BAKE=no", ""),
+            "release-staging bakes again",
+        ),
+        (
+            lambda j: j["release-production"]["steps"].append(
+                {"run": "ansible-playbook -i inventories/production playbooks/images.yml"}
+            ),
+            "release-production bakes again",
+        ),
+        (
+            lambda j: _replace_run(
+                j,
+                "release-production",
+                "make release",
+                "PROMOTE_FROM=${{ vars.AMI_SOURCE_ACCOUNT }}",
+                "",
+            ),
+            "release-production does not promote the shared AMIs into its account",
+        ),
+        (
+            lambda j: _replace_run(
+                j,
+                "release-staging",
+                "make release",
+                "VERSION=${{ needs.bake.outputs.version }}",
+                "VERSION=${{ github.ref_name }}",
+            ),
+            "release-staging releases ${{ github.ref_name }}, not the baked",
+        ),
+        (
+            lambda j: _replace_run(
+                j,
+                "bake",
+                "images.yml",
+                "-e aws_image_bake_share_accounts=${{ vars.AMI_SHARE_ACCOUNTS }}",
+                "",
+            ),
+            "bake does not share the AMIs",
+        ),
+        (
+            lambda j: j["bake"]["steps"].remove(_run_step(j, "bake", "images.yml")),
+            "bake bakes 0 times",
+        ),
+    ],
+)
+def test_promotion_check_catches(change, expected):
+    doc = copy.deepcopy(load())
+    change(doc["jobs"])
+    problems = promotion_problems(doc)
+    assert any(expected in p for p in problems), problems

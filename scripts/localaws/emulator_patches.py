@@ -3,7 +3,8 @@
 :func:`apply_all` is what scripts/moto_server.py calls. The EC2 fixes (launch
 template user data, network interface addresses) live here; the others in
 their service's module (emulator_elbv2,
-emulator_autoscaling, emulator_refresh), the server's middleware and loop in
+emulator_autoscaling, emulator_refresh, emulator_ami_sharing: AMIs shared and
+copied between accounts), the server's middleware and loop in
 emulator_server.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from localaws import emulator_autoscaling, emulator_elbv2, emulator_refresh
+from localaws import emulator_ami_sharing, emulator_autoscaling, emulator_elbv2, emulator_refresh
 from localaws.emulator_state import MODE, data_plane_from_env
 
 
@@ -126,3 +127,4 @@ def apply_all(data_plane: bool | None = None) -> None:
     emulator_elbv2.patch()
     emulator_autoscaling.patch()
     emulator_refresh.patch()
+    emulator_ami_sharing.patch()
