@@ -3,29 +3,41 @@ a runner for ansible-playbook / ansible-inventory pointed at it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from motoserver import Moto, moto_server
+from recorder import Recording
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+IAM_PROPAGATION_ENV = "THREETIER_EMULATOR_IAM_PROPAGATION"
+IAM_PROPAGATION_SECONDS = 20
 
 
 @pytest.fixture(scope="session")
 def moto(tmp_path_factory) -> Iterator[Moto]:
     # its recorder (the production fixture) writes into its working directory
     workdir = tmp_path_factory.mktemp("moto")
-    with moto_server(workdir / "moto.log", cwd=workdir) as server:
+    # a new instance profile is refused for a group for 20 s, as AWS's IAM
+    # propagation does (scripts/localaws/emulator_autoscaling.py): every
+    # first provisioning goes through aws_autoscaling's retry of that error
+    env = {IAM_PROPAGATION_ENV: str(IAM_PROPAGATION_SECONDS)}
+    with moto_server(workdir / "moto.log", cwd=workdir, env=env) as server:
         yield server
+
+
+def pytest_collection_modifyitems(items):
+    # test_iam_calls judges the calls of every kit run of the session: last
+    items.sort(key=lambda item: item.path.name == "test_iam_calls.py")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -42,6 +54,8 @@ class Run:
     rc: int
     output: str
     seconds: float
+    # the API calls moto recorded during the run (JSON lines; kit playbooks)
+    recording: str = ""
 
     def recap(self) -> dict[str, int]:
         """The PLAY RECAP counters of localhost (last recap line)."""
@@ -82,16 +96,27 @@ class Kit:
     ) -> Run:
         args = ["ansible-playbook", "-i", inventory, f"playbooks/{playbook}", *extra]
         start = time.monotonic()
-        proc = subprocess.run(
-            args,
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        # a kit playbook's calls are recorded (tests/recorder.py): test_iam_calls
+        # checks them against the operator's IAM policy
+        with contextlib.ExitStack() as stack:
+            recorded = (
+                None
+                if "/" in playbook
+                else stack.enter_context(Recording(self.moto, playbook, inventory, extra))
+            )
+            proc = subprocess.run(
+                args,
+                cwd=ROOT,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            if recorded:
+                recorded.rc = proc.returncode
         run = Run(args, proc.returncode, proc.stdout + proc.stderr, time.monotonic() - start)
+        run.recording = recorded.recording if recorded else ""
         # visible with -s / in the report of a failing test
         print(f"$ {' '.join(args)}  ({run.seconds:.1f} s, rc={run.rc})")
         return run
@@ -140,6 +165,11 @@ def kit(moto) -> Kit:
 # the local inventory against the session's moto.
 PRODUCTION_REGION = "eu-west-1"
 PRODUCTION = "threetier-production"
+# The external ALB's certificate: an IAM server certificate, which an ALB
+# takes as it takes an ACM one, because its ARN is known before the session's
+# moto exists (an ACM ARN carries a random id); the production fixture uploads
+# it. test_provision_staging gives a balancer an ACM certificate.
+PRODUCTION_CERTIFICATE = "arn:aws:iam::123456789012:server-certificate/threetier-production-test"
 PRODUCTION_EXTRA = (
     "-e",
     "threetier_environment=production",
@@ -148,13 +178,10 @@ PRODUCTION_EXTRA = (
     # the local inventory skips the final snapshot; production takes one
     "-e",
     "aws_database_skip_final_snapshot=false",
+    # production serves HTTPS (the pre-flight refuses it without a certificate)
+    "-e",
+    f"aws_load_balancers_certificate_arn={PRODUCTION_CERTIFICATE}",
 )
-
-
-def _moto_api(moto: Moto, path: str) -> bytes:
-    req = urllib.request.Request(moto.url + path, method="POST", data=b"")  # noqa: S310 (loopback)
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (loopback)
-        return resp.read()
 
 
 @dataclass
@@ -170,14 +197,11 @@ def production(kit, moto) -> Provisioned:
     test_provision checks what it made (then changes and tears it down),
     test_diagram draws it and checks every recorded call against the
     operator's IAM policy."""
-    _moto_api(moto, "/moto-api/recorder/reset-recording")
-    _moto_api(moto, "/moto-api/recorder/start-recording")
-    try:
-        run = kit.playbook("site.yml", *PRODUCTION_EXTRA)
-    finally:
-        _moto_api(moto, "/moto-api/recorder/stop-recording")
-    recording = urllib.request.urlopen(  # noqa: S310 (loopback)
-        moto.url + "/moto-api/recorder/download-recording", timeout=30
-    ).read()
+    moto.client("iam", PRODUCTION_REGION).upload_server_certificate(
+        ServerCertificateName=PRODUCTION_CERTIFICATE.rsplit("/", 1)[1],
+        CertificateBody="-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----",
+        PrivateKey="-----BEGIN PRIVATE KEY-----\n(test)\n-----END PRIVATE KEY-----",
+    )
+    run = kit.playbook("site.yml", *PRODUCTION_EXTRA)  # recorded, as every kit playbook
     assert run.rc == 0, run.output[-6000:] + "\n" + moto.log_tail()
-    return Provisioned(run=run, recording=recording.decode())
+    return Provisioned(run=run, recording=run.recording)

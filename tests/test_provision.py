@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PRODUCTION, PRODUCTION_EXTRA, PRODUCTION_REGION
+from conftest import PRODUCTION, PRODUCTION_CERTIFICATE, PRODUCTION_EXTRA, PRODUCTION_REGION
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = PRODUCTION_REGION
@@ -92,7 +93,11 @@ def test_network(aws, vpc):
         if n["VpcId"] == vid and n["State"] == "available"
     ]
     assert [n["SubnetId"] for n in nats] == [sid["public-a"]], "one NAT gateway, in public-a"
-    assert nats[0]["NatGatewayAddresses"][0].get("AllocationId")
+    allocation = nats[0]["NatGatewayAddresses"][0].get("AllocationId")
+    assert allocation
+    # tagged, so a teardown stopped after the NAT gateway went still finds it
+    (address,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+    assert {t["Key"]: t["Value"] for t in address.get("Tags", [])}["Name"] == f"{P}-nat-public-a"
 
     tables = by_name(
         ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"]
@@ -209,10 +214,24 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
             LOCAL_LB["aws_load_balancers_deregistration_delay"]
         )
         assert attrs["slow_start.duration_seconds"] == "30"
-    # no certificate given: HTTP on 80 forwarding to web; internal 5000 to app
-    (l_ext,) = elb.describe_listeners(LoadBalancerArn=ext["LoadBalancerArn"])["Listeners"]
-    assert (l_ext["Protocol"], l_ext["Port"]) == ("HTTP", 80)
-    assert l_ext["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-web"]["TargetGroupArn"]
+    # production serves HTTPS: 443 with the certificate and a TLS 1.3/1.2
+    # policy forwarding to web, 80 a permanent redirect to it; internal 5000 to app
+    l_ext = {
+        x["Port"]: x
+        for x in elb.describe_listeners(LoadBalancerArn=ext["LoadBalancerArn"])["Listeners"]
+    }
+    assert set(l_ext) == {80, 443}
+    (redirect,) = l_ext[80]["DefaultActions"]
+    assert (l_ext[80]["Protocol"], redirect["Type"]) == ("HTTP", "redirect")
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    https = l_ext[443]
+    assert https["Protocol"] == "HTTPS"
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [PRODUCTION_CERTIFICATE]
+    (forward,) = https["DefaultActions"]
+    assert forward["TargetGroupArn"] == tgs[f"{P}-web"]["TargetGroupArn"]
     (l_int,) = elb.describe_listeners(LoadBalancerArn=int_["LoadBalancerArn"])["Listeners"]
     assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
     assert l_int["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-app"]["TargetGroupArn"]
@@ -225,6 +244,8 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         }
         assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
         assert attrs["idle_timeout.timeout_seconds"] == "60"
+        # the production profile protects both balancers
+        assert attrs["deletion_protection.enabled"] == "true"
 
 
 def _secret(aws):
@@ -466,12 +487,21 @@ def test_bucket_topic_and_alarms(aws, first_run):
 
 def test_run_prints_what_the_operator_needs(first_run, albs, aws):
     out = first_run.output
-    assert f"http://{albs[f'{P}-ext']['DNSName']}/" in out
+    assert f"https://{albs[f'{P}-ext']['DNSName']}/" in out
     for name in ("ext", "int", "web", "app"):
         assert f"{P}-{name}" in out
     assert _secret(aws)["ARN"] in out
     db = aws("rds").describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
     assert db["Endpoint"]["Address"] in out
+
+
+def test_a_propagating_instance_profile_is_waited_for(first_run, moto):
+    # the emulator refused the groups while the new profiles propagated
+    # (conftest: IAM_PROPAGATION_SECONDS); the run retried that error alone
+    assert "still propagating" in moto.log.read_text(errors="replace"), "never refused"
+    retried = r"waiting \[localhost\] \(item=[^)]+\): .*Create or update the Auto Scaling groups"
+    assert re.search(retried, first_run.output), "no retry of the refusal"
+    assert first_run.rc == 0
 
 
 def test_second_run_changes_nothing(kit, first_run):
@@ -498,6 +528,24 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         ],
     )
     asg.update_auto_scaling_group(AutoScalingGroupName=f"{P}-app", MaxSize=9)
+    # a route table's tag changed by hand: repaired on the same table, not
+    # a second table of that name (found by its tags, it would be)
+    (table,) = ec2.describe_route_tables(
+        Filters=[{"Name": "tag:Name", "Values": [f"{P}-private-a"]}]
+    )["RouteTables"]
+    ec2.create_tags(Resources=[table["RouteTableId"]], Tags=[{"Key": "ManagedBy", "Value": "hand"}])
+    # the database on a newer minor version (RDS upgrades minors by itself)
+    # and a tag changed by hand: the tag is repaired, the version kept (the
+    # inventory's "15" is the major; sending it would ask for a downgrade)
+    rds = aws("rds")
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
+    minor = db["EngineVersion"].split(".")[0] + ".99"
+    rds.modify_db_instance(
+        DBInstanceIdentifier=f"{P}-db", EngineVersion=minor, ApplyImmediately=True
+    )
+    rds.add_tags_to_resource(
+        ResourceName=db["DBInstanceArn"], Tags=[{"Key": "ManagedBy", "Value": "hand"}]
+    )
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
     elb.modify_target_group(TargetGroupArn=tg["TargetGroupArn"], HealthCheckIntervalSeconds=60)
     elb.modify_target_group_attributes(
@@ -525,6 +573,14 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
     assert run.recap()["changed"] >= 4
     web = ec2.describe_security_groups(GroupIds=[web["GroupId"]])["SecurityGroups"][0]
     assert [p["FromPort"] for p in web["IpPermissions"]] == [80]
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "tag:Name", "Values": [f"{P}-private-a"]}]
+    )["RouteTables"]
+    assert [t["RouteTableId"] for t in tables] == [table["RouteTableId"]]
+    assert {"Key": "ManagedBy", "Value": "ansible"} in tables[0]["Tags"]
+    db = rds.describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"][0]
+    assert db["EngineVersion"] == minor
+    assert {"Key": "ManagedBy", "Value": "ansible"} in db["TagList"]
     assert (
         asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-app"])["AutoScalingGroups"][
             0
@@ -570,13 +626,32 @@ def test_teardown_refuses_production_without_confirmation(kit, aws, first_run):
     assert "aws_teardown_confirm" in run.output
     assert aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{P}-vpc"]}])["Vpcs"]
     assert aws("rds").describe_db_instances(DBInstanceIdentifier=f"{P}-db")["DBInstances"]
+    # nothing was touched: the balancers keep their deletion protection
+    elb = aws("elbv2")
+    for lb in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]:
+        attrs = elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])
+        assert {"Key": "deletion_protection.enabled", "Value": "true"} in attrs["Attributes"]
 
 
 def test_teardown_removes_everything(kit, aws, moto, first_run):
+    # an earlier teardown stopped after removing the NAT gateway (its address
+    # not released yet): this one releases the address all the same
+    ec2 = aws("ec2")
+    for nat in ec2.describe_nat_gateways()["NatGateways"]:
+        if nat["State"] != "deleted":
+            ec2.delete_nat_gateway(NatGatewayId=nat["NatGatewayId"])
+    assert ec2.describe_addresses()["Addresses"], "the address outlives its NAT gateway"
     run = kit.playbook("teardown.yml", *EXTRA, "-e", f"aws_teardown_confirm={P}")
     RUNS.append(run)
     assert run.rc == 0, run.output[-6000:]
-    ec2 = aws("ec2")
+    # the balancers' deletion protection is lifted, then they are removed (the
+    # emulator would remove a protected one; AWS refuses: OperationNotPermitted)
+    out = run.output
+    lift = out.index("TASK [aws_load_balancers : Lift the load balancers' deletion protection]")
+    remove = out.index("TASK [aws_load_balancers : Remove the load balancers]")
+    lifted = out[lift:remove]
+    assert f"changed: [localhost] => (item={P}-ext)" in lifted, lifted
+    assert f"changed: [localhost] => (item={P}-int)" in lifted, lifted
     assert not ec2.describe_vpcs(
         Filters=[
             {"Name": "tag:Project", "Values": ["threetier"]},
