@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from localaws import dataplane_haproxy as hap
 from localaws import dataplane_nft as nft
-from localaws.controller import Log, Reporter
+from localaws.controller import Log, Reporter, database_addresses
 from localaws.controller_world import (
     Action,
     DbInstance,
@@ -57,6 +57,7 @@ from localaws.controller_world import (
     resolve_rules,
     short_name,
 )
+from localaws.dataplane_podman import Container
 
 ACCOUNT = "arn:aws:elasticloadbalancing:us-east-1:123456789012"
 TG_APP = f"{ACCOUNT}:targetgroup/threetier-local-app/0123456789abcdef"
@@ -581,6 +582,29 @@ def test_addresses_of_a_subnet() -> None:
     # .0-.3 and the broadcast address are AWS's
     assert free_address("10.0.3.0/29", ["10.0.3.6", "10.0.3.5"]) == "10.0.3.4"
     assert free_address("10.0.3.0/29", ["10.0.3.6", "10.0.3.5", "10.0.3.4"]) == ""
+
+
+def test_a_database_restarting_keeps_its_endpoints_address() -> None:
+    """The RDS endpoint's name resolves through a failover: a database
+    container stopped for a moment keeps its address in the VPC's DNS (a
+    missing entry sent every lookup to the resolver's 5 s timeout, outside
+    the app's limits: a fleet test saw a 5 s stall of every request)."""
+    asked: list[str] = []
+
+    def address_of(c: Container) -> str:
+        asked.append(c.name)
+        return "10.0.5.10"
+
+    def db(state: str) -> dict[str, Container]:
+        return {"db1": Container("c1", "tt-local-db", state, 0, {}, ())}
+
+    known: dict[str, str] = {}
+    assert database_addresses(db("exited"), known, address_of) == {}  # never seen running
+    assert asked == []
+    assert database_addresses(db("running"), known, address_of) == {"db1": "10.0.5.10"}
+    assert database_addresses(db("exited"), known, address_of) == {"db1": "10.0.5.10"}
+    assert database_addresses(db("running"), known, address_of) == {"db1": "10.0.5.10"}
+    assert asked == ["tt-local-db"]  # read once, remembered by container id
 
 
 def test_hosts_block_replaced_in_place() -> None:

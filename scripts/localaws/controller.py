@@ -341,7 +341,8 @@ class Controller:
         for c in p.everything:
             if c.labels.get(OWNER) == self.o.container_prefix and c.name not in self.removing:
                 p.containers[c.name] = c
-            if c.labels.get(RDS_LABEL) and c.running:
+            if c.labels.get(RDS_LABEL):
+                # stopped too: its endpoint's name stays in the VPC's DNS
                 p.rds[c.labels[RDS_LABEL]] = c
         steps: list[tuple[str, Callable[[_Pass], None]]] = [
             ("networks", self._networks),
@@ -582,13 +583,9 @@ class Controller:
     def _addresses(self, p: _Pass) -> None:
         world = p.world
         vpc_nets = [c for cs in (world.vpc_cidrs or {}).values() for c in cs]
-        for identifier, c in p.rds.items():
-            ip = self.rds_addresses.get(c.id)
-            if ip is None:
-                ip = _address_in(self.podman.inspect(c.name), vpc_nets)
-                self.rds_addresses[c.id] = ip
-            if ip:
-                p.rds_ips[identifier] = ip
+        p.rds_ips = database_addresses(
+            p.rds, self.rds_addresses, lambda c: _address_in(self.podman.inspect(c.name), vpc_nets)
+        )
         lb_ips = {arn: list(m.values()) for arn, m in p.lb_nodes.items()}
         complete = all(
             part is not None
@@ -1047,7 +1044,7 @@ class Controller:
                 todo.append((c.name, c.pid, lb.security_groups))
         for identifier, c in p.rds.items():
             db = (world.db_instances or {}).get(identifier)
-            if db is not None:
+            if c.running and db is not None:
                 todo.append((c.name, c.pid, db.security_groups))
         for name, pid, groups in todo:
             rules = self._ruleset(p, groups, name)
@@ -1108,6 +1105,31 @@ class Controller:
         if summary != self.summary:
             self.summary = summary
             self.log.info(f"world: {summary}")
+
+
+def database_addresses(
+    containers: Mapping[str, Container],
+    known: dict[str, str],
+    address_of: Callable[[Container], str],
+) -> dict[str, str]:
+    """Each database container's address in the VPC, by DB instance
+    identifier: for the VPC's DNS (the RDS endpoint's name) and the security
+    groups' members. A container stopped for a moment (its host restarted:
+    the stand-in of a failover) keeps its address, as an RDS endpoint's name
+    keeps resolving through a failover: without it, every name lookup of the
+    endpoint went to the VPC's resolver and waited for its timeout (5 s,
+    outside the app's own limits). ``known`` remembers addresses by container
+    id; an address is read from a running container only."""
+    addresses: dict[str, str] = {}
+    for identifier, c in containers.items():
+        ip = known.get(c.id, "")
+        if not ip and c.running:
+            ip = address_of(c)
+            if ip:
+                known[c.id] = ip
+        if ip:
+            addresses[identifier] = ip
+    return addresses
 
 
 def _address_in(info: Mapping[str, Any], cidrs: list[str]) -> str:
