@@ -21,8 +21,64 @@ from taskboard.db import EXT_KEY
 REGION = "eu-west-1"
 
 
-def test_defaults_are_the_run_alone_mode(tmp_path):
-    settings = Settings.from_env({}, instance_path=str(tmp_path))
+def test_without_a_database_the_start_is_refused(tmp_path):
+    # an image booting before its user data named the database: no SQLite
+    # fallback, whatever else is set, and nothing written
+    for env in (
+        {},
+        {"DATABASE_URL": "  ", "TASKBOARD_DB_SECRET_ID": ""},
+        {"TASKBOARD_DEVELOPMENT": "0", "TASKBOARD_PROXY_HOPS": "2"},
+    ):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env, instance_path=str(tmp_path))
+        message = str(info.value)
+        assert "TASKBOARD_DB_SECRET_ID" in message
+        assert "DATABASE_URL" in message
+        assert "TASKBOARD_DEVELOPMENT" in message
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        create_app(env={})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_development_mode_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="TASKBOARD_DEVELOPMENT"):
+        Settings.from_env({"TASKBOARD_DEVELOPMENT": "maybe"})
+
+
+def test_development_mode_allows_the_sqlite_default(tmp_path):
+    env = {"TASKBOARD_DEVELOPMENT": "1"}
+    settings = Settings.from_env(env, instance_path=str(tmp_path))
+    assert settings.development is True
+    assert settings.database_source == "default"
+    # a database that is named still wins in development mode
+    named = Settings.from_env({**env, "DATABASE_URL": "postgresql://u@db/t"})
+    assert named.database_source == "env"
+    assert named.database_url.host == "db"
+
+
+def test_the_app_in_development_mode_serves_from_its_sqlite_file(monkeypatch, tmp_path):
+    from flask import Flask
+
+    # the instance directory Flask gives the app, pointed at tmp_path
+    monkeypatch.setattr(Flask, "auto_find_instance_path", lambda self: str(tmp_path / "inst"))
+    monkeypatch.setenv("TASKBOARD_DEVELOPMENT", "1")
+    for name in ("DATABASE_URL", "TASKBOARD_DB_SECRET_ID"):
+        monkeypatch.delenv(name, raising=False)
+    from taskboard.migrate import main
+
+    assert main(["upgrade"]) == 0
+    app = create_app()
+    try:
+        client = app.test_client()
+        assert client.post("/api/tasks", json={"title": "dev"}).status_code == 201
+        assert client.get("/readyz").status_code == 200
+    finally:
+        app.extensions[EXT_KEY].engine.dispose()
+    assert (tmp_path / "inst" / "taskboard.sqlite").is_file()
+
+
+def test_defaults_of_the_development_mode(tmp_path):
+    settings = Settings.from_env({"TASKBOARD_DEVELOPMENT": "yes"}, instance_path=str(tmp_path))
     assert settings.database_source == "default"
     assert settings.database_url.get_backend_name() == "sqlite"
     assert settings.database_url.database == str(tmp_path / "taskboard.sqlite")

@@ -188,13 +188,18 @@ def test_gunicorn_two_workers_counts_add_up(served):
 def _conf(monkeypatch, **env: str):
     import importlib
 
-    import taskboard.gunicorn_conf as conf
-
     for name in ("TASKBOARD_BIND", "TASKBOARD_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR"):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
+    # the configuration refuses a service without its database
+    for name in ("TASKBOARD_DB_SECRET_ID", "TASKBOARD_DEVELOPMENT"):
+        monkeypatch.delenv(name, raising=False)
+    env.setdefault("DATABASE_URL", "sqlite://")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # imported after the environment is set: the module checks it on import
+    import taskboard.gunicorn_conf as conf
+
     return importlib.reload(conf)
 
 

@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 import requests
 from conftest import migrate
-from gunicornserver import GunicornServer
+from gunicornserver import COMMAND, GunicornServer
 from taskboard import __version__
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,12 +239,17 @@ def test_gunicorn_finishes_requests_in_flight_on_sigterm(gunicorn, pg):
 def _conf(monkeypatch, **env: str):
     import importlib
 
-    import taskboard.gunicorn_conf as conf
-
     for name in ("TASKBOARD_BIND", "TASKBOARD_WORKERS", "TASKBOARD_LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
+    # the configuration refuses a service without its database
+    for name in ("TASKBOARD_DB_SECRET_ID", "TASKBOARD_DEVELOPMENT"):
+        monkeypatch.delenv(name, raising=False)
+    env.setdefault("DATABASE_URL", "sqlite://")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # imported after the environment is set: the module checks it on import
+    import taskboard.gunicorn_conf as conf
+
     return importlib.reload(conf)
 
 
@@ -256,6 +261,37 @@ def test_gunicorn_config_defaults(monkeypatch):
     assert conf.max_requests > 0
     assert 0 < conf.max_requests_jitter < conf.max_requests
     assert conf.timeout > conf.graceful_timeout
+
+
+def test_gunicorn_config_refuses_a_service_without_its_database(monkeypatch):
+    with pytest.raises(SystemExit, match=r"TASKBOARD_DB_SECRET_ID.*DATABASE_URL"):
+        _conf(monkeypatch, DATABASE_URL="")
+    assert _conf(monkeypatch, DATABASE_URL="", TASKBOARD_DEVELOPMENT="1").bind == "0.0.0.0:5000"
+    assert _conf(monkeypatch, DATABASE_URL="", TASKBOARD_DB_SECRET_ID="arn:x").bind
+    _conf(monkeypatch)
+
+
+def test_gunicorn_without_its_database_exits_at_start_and_never_listens(tmp_path):
+    """As an app image boots before its user data: gunicorn must not serve."""
+    server = GunicornServer("", tmp_path / "gunicorn.log")
+    server.env.pop("DATABASE_URL")
+    server.env.pop("TASKBOARD_DEVELOPMENT", None)
+    with server.log.open("wb") as out:
+        proc = subprocess.Popen(COMMAND, env=server.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        status = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = server.log_tail()
+    assert status != 0, log
+    assert "TASKBOARD_DB_SECRET_ID" in log
+    assert "DATABASE_URL" in log
+    # it exited in the master, before binding: no worker, no listener
+    assert "Listening at" not in log
+    assert "Booting worker" not in log
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{server.url}/healthz", timeout=2)
 
 
 def test_gunicorn_config_from_env(monkeypatch):

@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
             "commit": settings.git_commit,
             "database": settings.database_url.get_backend_name(),
             "database_source": settings.database_source,
+            "development": settings.development,
             "proxy_hops": settings.proxy_hops,
         },
     )

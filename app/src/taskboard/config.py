@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 ENV_VARS = (
     "DATABASE_URL",
     "TASKBOARD_DB_SECRET_ID",
+    "TASKBOARD_DEVELOPMENT",
     "SECRET_KEY",
     "TASKBOARD_LOG_LEVEL",
     "TASKBOARD_PROXY_HOPS",
@@ -169,11 +170,45 @@ def _fetch_secret_url(secret_id: str, region: str | None, endpoint: str | None) 
 
 # --- Settings ---------------------------------------------------------------
 
+# Without its database the service refuses to start: a host whose
+# configuration is not complete yet (an image booting before its user data
+# wrote the secret's name) must not serve, nor pass a health check, while
+# writing to a local file. Only the development mode has a default database.
+NO_DATABASE = (
+    "no database configured: set TASKBOARD_DB_SECRET_ID (a Secrets Manager secret) or "
+    "DATABASE_URL; TASKBOARD_DEVELOPMENT=1 allows a SQLite file in the instance directory "
+    "(development only)"
+)
+
+
+def check_database_configured(env: Mapping[str, str]) -> None:
+    """Raise ConfigError unless ``env`` names a database or is in development mode.
+
+    Cheap (reads nothing): gunicorn's master calls it before it binds, so a
+    service without its configuration exits at start.
+    """
+    if env.get("TASKBOARD_DB_SECRET_ID", "").strip() or env.get("DATABASE_URL", "").strip():
+        return
+    if not _bool(env, "TASKBOARD_DEVELOPMENT", False):
+        raise ConfigError(NO_DATABASE)
+
+
+def _database(env: Mapping[str, str], instance_path: str) -> tuple[URL, str]:
+    """The database URL and where it came from: "secret", "env" or "default"."""
+    secret_id = env.get("TASKBOARD_DB_SECRET_ID", "").strip()
+    if secret_id:
+        return url_from_secret(secret_id, env), "secret"
+    if env.get("DATABASE_URL", "").strip():
+        return _database_url(env["DATABASE_URL"].strip(), "DATABASE_URL"), "env"
+    check_database_configured(env)
+    path = os.path.join(instance_path, "taskboard.sqlite")
+    return URL.create("sqlite", database=path), "default"
+
 
 @dataclass(frozen=True)
 class Settings:
     database_url: URL
-    database_source: str  # "secret", "env" or "default"
+    database_source: str  # "secret", "env" or "default" (development mode only)
     secret_key: str
     log_level: str = "INFO"
     proxy_hops: int = 0
@@ -190,18 +225,12 @@ class Settings:
     hostname: str = field(default_factory=socket.gethostname)
     metrics_port: int = 0
     metrics_multiprocess_dir: str | None = None
+    development: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, instance_path: str = ".") -> Settings:
         env = os.environ if env is None else env
-        secret_id = env.get("TASKBOARD_DB_SECRET_ID", "").strip()
-        if secret_id:
-            url, source = url_from_secret(secret_id, env), "secret"
-        elif env.get("DATABASE_URL", "").strip():
-            url, source = _database_url(env["DATABASE_URL"].strip(), "DATABASE_URL"), "env"
-        else:
-            path = os.path.join(instance_path, "taskboard.sqlite")
-            url, source = URL.create("sqlite", database=path), "default"
+        development = _bool(env, "TASKBOARD_DEVELOPMENT", False)
         level = env.get("TASKBOARD_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if level not in LOG_LEVELS:
             raise ConfigError(f"TASKBOARD_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
@@ -212,27 +241,32 @@ class Settings:
         metrics_dir = env.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or None
         if metrics_dir is not None and not os.path.isdir(metrics_dir):
             raise ConfigError(f"PROMETHEUS_MULTIPROC_DIR: {metrics_dir!r} is not a directory")
-        return cls(
-            database_url=url,
-            database_source=source,
-            secret_key=secret_key,
-            log_level=level,
-            proxy_hops=_int(env, "TASKBOARD_PROXY_HOPS", 0, 0, 10),
-            max_body_bytes=_int(env, "TASKBOARD_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
-            release=env.get("TASKBOARD_RELEASE", "").strip() or __version__,
-            git_commit=env.get("TASKBOARD_GIT_COMMIT", "").strip() or "unknown",
-            serve_static=_bool(env, "TASKBOARD_SERVE_STATIC", False),
-            db_connect_timeout=_int(env, "TASKBOARD_DB_CONNECT_TIMEOUT", 3, 1, 60),
-            db_statement_timeout_ms=_int(
+        # every other setting is checked before the database: a bad value is
+        # named before any call to Secrets Manager
+        values = {
+            "secret_key": secret_key,
+            "log_level": level,
+            "proxy_hops": _int(env, "TASKBOARD_PROXY_HOPS", 0, 0, 10),
+            "max_body_bytes": _int(
+                env, "TASKBOARD_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024
+            ),
+            "release": env.get("TASKBOARD_RELEASE", "").strip() or __version__,
+            "git_commit": env.get("TASKBOARD_GIT_COMMIT", "").strip() or "unknown",
+            "serve_static": _bool(env, "TASKBOARD_SERVE_STATIC", False),
+            "db_connect_timeout": _int(env, "TASKBOARD_DB_CONNECT_TIMEOUT", 3, 1, 60),
+            "db_statement_timeout_ms": _int(
                 env, "TASKBOARD_DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000
             ),
             # the kernel's limits on a connection whose host is gone
-            db_tcp_user_timeout_ms=_int(
+            "db_tcp_user_timeout_ms": _int(
                 env, "TASKBOARD_DB_TCP_USER_TIMEOUT_MS", 3000, 1000, 120_000
             ),
-            db_keepalives_idle=_int(env, "TASKBOARD_DB_KEEPALIVES_IDLE", 5, 1, 600),
-            db_keepalives_interval=_int(env, "TASKBOARD_DB_KEEPALIVES_INTERVAL", 2, 1, 60),
-            db_keepalives_count=_int(env, "TASKBOARD_DB_KEEPALIVES_COUNT", 3, 1, 30),
-            metrics_port=_int(env, "TASKBOARD_METRICS_PORT", 0, 0, 65535),
-            metrics_multiprocess_dir=metrics_dir,
-        )
+            "db_keepalives_idle": _int(env, "TASKBOARD_DB_KEEPALIVES_IDLE", 5, 1, 600),
+            "db_keepalives_interval": _int(env, "TASKBOARD_DB_KEEPALIVES_INTERVAL", 2, 1, 60),
+            "db_keepalives_count": _int(env, "TASKBOARD_DB_KEEPALIVES_COUNT", 3, 1, 30),
+            "metrics_port": _int(env, "TASKBOARD_METRICS_PORT", 0, 0, 65535),
+            "metrics_multiprocess_dir": metrics_dir,
+            "development": development,
+        }
+        url, source = _database(env, instance_path)
+        return cls(database_url=url, database_source=source, **values)

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from taskboard.config import ConfigError, check_database_configured
+
 
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -54,6 +56,14 @@ def _same_host(address: str, port: int) -> str:
         raise SystemExit(f"TASKBOARD_METRICS_PORT needs a TCP TASKBOARD_BIND, got {address!r}")
     return f"{host}:{port}"
 
+
+# No database configured (and not the development mode): exit here, in the
+# master, before it binds or starts a worker. Otherwise gunicorn would listen
+# (systemd would see it started) until its workers fail to load the app.
+try:
+    check_database_configured(os.environ)
+except ConfigError as exc:
+    raise SystemExit(f"taskboard: {exc}") from None
 
 service_bind = os.environ.get("TASKBOARD_BIND", "0.0.0.0:5000")
 # The metrics listener (TASKBOARD_METRICS_PORT, unset or 0: none): same
