@@ -129,6 +129,9 @@ S3_QUERY_ACTION = {
     ("GET", "logging"): "s3:GetBucketLogging",
     ("GET", "object-lock"): "s3:GetBucketObjectLockConfiguration",
     ("GET", "location"): "s3:GetBucketLocation",
+    ("GET", "lifecycle"): "s3:GetLifecycleConfiguration",
+    ("PUT", "lifecycle"): "s3:PutLifecycleConfiguration",
+    ("DELETE", "lifecycle"): "s3:PutLifecycleConfiguration",
 }
 S3_PLAIN_ACTION = {
     ("PUT", False): "s3:CreateBucket",

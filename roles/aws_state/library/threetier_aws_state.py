@@ -12,7 +12,8 @@ description:
   - Reads, never writes. One process and one set of boto3 clients describe the
     VPC and everything in it, the load balancers, IAM roles, launch templates,
     Auto Scaling groups, RDS, the secret's metadata (never its value), the
-    artifact bucket, the SNS topic and the alarms of one environment.
+    artifact bucket, the SSM connection's transfer bucket, the SNS topic and
+    the alarms of one environment.
   - Why a module of our own: each amazon.aws *_info module is its own Python
     process that imports boto3 (about 0.9 s each on the 2-core control node);
     the eighteen of them would cost more than the whole no-op budget. The
@@ -41,6 +42,11 @@ options:
   db_parameter_group_name: {description: RDS parameter group., type: str}
   secret_name: {description: Secrets Manager secret name., type: str}
   bucket_name: {description: Artifact bucket., type: str}
+  ssm_bucket_name:
+    description:
+      - The SSM connection's transfer bucket, returned in ssm_bucket with its
+        lifecycle rules.
+    type: str
   topic_name: {description: SNS topic name., type: str}
   alarm_prefix: {description: Prefix of the environment's CloudWatch alarm names., type: str}
   ami_name: {description: Name of an AMI to look up (own account and public)., type: str}
@@ -111,6 +117,8 @@ NOT_FOUND = {
     "NoSuchPublicAccessBlockConfiguration",
     "NoSuchTagSet",
     "NoSuchTagSetError",
+    "OwnershipControlsNotFoundError",
+    "NoSuchLifecycleConfiguration",
 }
 
 
@@ -506,26 +514,59 @@ class State:
                     "tags": tags_of(r),
                 }
 
-    # --- artifacts and monitoring ----------------------------------------
+    # --- buckets ----------------------------------------------------------
+    def bucket(self, name, lifecycle=False):
+        """One bucket as roles/aws_artifacts/tasks/bucket.yml compares it ({}:
+        none); with `lifecycle`, its lifecycle rules too."""
+        if not name or self.call("s3", "head_bucket", Bucket=name) is None:
+            return {}
+        s3 = "s3"
+        ver = self.call(s3, "get_bucket_versioning", Bucket=name) or {}
+        enc = self.call(s3, "get_bucket_encryption", Bucket=name)
+        pab = self.call(s3, "get_public_access_block", Bucket=name)
+        own = self.call(s3, "get_bucket_ownership_controls", Bucket=name)
+        tags = self.call(s3, "get_bucket_tagging", Bucket=name)
+        rules_ = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        sse = rules_[0]["ApplyServerSideEncryptionByDefault"] if rules_ else {}
+        ownership = (own or {}).get("OwnershipControls", {}).get("Rules", [])
+        out = {
+            "name": name,
+            "versioning": ver.get("Status", "Disabled"),
+            "encryption": sse.get("SSEAlgorithm"),
+            "encryption_key_id": sse.get("KMSMasterKeyID"),
+            "public_access_block": snake((pab or {}).get("PublicAccessBlockConfiguration", {})),
+            "object_ownership": ownership[0].get("ObjectOwnership") if ownership else None,
+            "tags": tags_of(tags or {}, "TagSet"),
+        }
+        if lifecycle:
+            lc = self.call(s3, "get_bucket_lifecycle_configuration", Bucket=name) or {}
+            out["lifecycle_rules"] = [
+                {
+                    "id": r.get("ID"),
+                    "status": r.get("Status"),
+                    # the whole bucket: an empty prefix, in the filter or (older) the rule
+                    "prefix": (r.get("Filter") or {}).get("Prefix", r.get("Prefix", "")),
+                    "expiration_days": (r.get("Expiration") or {}).get("Days"),
+                    "abort_incomplete_multipart_upload_days": (
+                        r.get("AbortIncompleteMultipartUpload") or {}
+                    ).get("DaysAfterInitiation"),
+                }
+                for r in lc.get("Rules", [])
+            ]
+        return out
+
+    # --- buckets and monitoring -------------------------------------------
     def other(self, out):
-        out["bucket"] = {}
-        name = self.p["bucket_name"]
-        if name and self.call("s3", "head_bucket", Bucket=name) is not None:
-            s3 = "s3"
-            ver = self.call(s3, "get_bucket_versioning", Bucket=name) or {}
-            enc = self.call(s3, "get_bucket_encryption", Bucket=name)
-            pab = self.call(s3, "get_public_access_block", Bucket=name)
-            tags = self.call(s3, "get_bucket_tagging", Bucket=name)
-            rules_ = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
-            sse = rules_[0]["ApplyServerSideEncryptionByDefault"] if rules_ else {}
-            out["bucket"] = {
-                "name": name,
-                "versioning": ver.get("Status", "Disabled"),
-                "encryption": sse.get("SSEAlgorithm"),
-                "encryption_key_id": sse.get("KMSMasterKeyID"),
-                "public_access_block": snake((pab or {}).get("PublicAccessBlockConfiguration", {})),
-                "tags": tags_of(tags or {}, "TagSet"),
+        # the two buckets beside the rest of the part (a dozen S3 calls)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            buckets = {
+                "bucket": pool.submit(self.bucket, self.p["bucket_name"]),
+                "ssm_bucket": pool.submit(self.bucket, self.p["ssm_bucket_name"], True),
             }
+            self.monitoring_and_images(out)
+            out.update({key: f.result() for key, f in buckets.items()})
+
+    def monitoring_and_images(self, out):
         out["sns_topic"] = {}
         if self.p["topic_name"]:
             pages = self.client("sns").get_paginator("list_topics")
@@ -589,6 +630,7 @@ def main():
         db_parameter_group_name=dict(type="str"),
         secret_name=dict(type="str"),
         bucket_name=dict(type="str"),
+        ssm_bucket_name=dict(type="str"),
         topic_name=dict(type="str"),
         alarm_prefix=dict(type="str"),
         ami_name=dict(type="str"),
