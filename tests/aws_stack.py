@@ -3,12 +3,19 @@
 templates, Auto Scaling groups) in one environment of the test's moto.
 Provisioned once per moto session by the kit's own playbook (site.yml
 limited to those layers by tags); the database layer is replaced by its
-secret alone (made with boto3), which is all the launch templates read."""
+secret alone (made with boto3), which is all the launch templates read.
+Also what a bake test needs beside it: the local images a bake would make,
+and AMI records made with boto3."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+
+import pytest
 
 REGION = "us-west-2"
 ENV = "dev"  # with the local inventory's production profile: 2/2/4 per tier
@@ -27,6 +34,7 @@ TAGS = ",".join(
     ]
 )
 PLACEHOLDER = "amzn-ami-hvm-2017.09.1.20171103-x86_64-gp2"
+BASE_IMAGE = "localhost/threetier-base:bookworm"
 
 
 def ensure_stack(kit, moto) -> None:
@@ -43,20 +51,51 @@ def ensure_stack(kit, moto) -> None:
     assert run.rc == 0, run.output[-5000:]
 
 
-def placeholder_ami(moto) -> str:
-    ec2 = moto.client("ec2", REGION)
+def image_repos(name: str) -> dict[str, str]:
+    """tier -> the repository of the local image a bake makes, under a test's
+    own name (local_fleet_image_repos)."""
+    return {k: f"localhost/tt-{name}-{k}" for k in ("web", "app", "lb", "db")}
+
+
+def bake_args(release: str, repos: dict[str, str]) -> tuple[str, ...]:
+    """images.yml's arguments for a bake of `release` from those repositories."""
+    return (
+        "-e",
+        f"threetier_release={release}",
+        "-e",
+        json.dumps({"local_fleet_image_repos": repos}),
+    )
+
+
+def tier_images(repos: dict[str, str], release: str) -> Iterator[dict[str, str]]:
+    """A module fixture's body: the tier images a bake of `release` would make,
+    as tags of the base image under `repos` (local_bake.yml finds them present,
+    so the test spends its time on the AMI records); skips the module without
+    the base image. Yields tier -> image of web and app; untags them after."""
+    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False).returncode != 0:
+        pytest.skip(f"{BASE_IMAGE} missing (scripts/build-base-image.sh)")
+    tags = {"web": release, "app": release, "lb": "bookworm", "db": "bookworm"}
+    made = [f"{repos[k]}:{t}" for k, t in tags.items()]
+    for ref in made:
+        subprocess.run(["podman", "tag", BASE_IMAGE, ref], check=True)
+    yield {k: f"{repos[k]}:{tags[k]}" for k in ("web", "app")}
+    subprocess.run(["podman", "untag", BASE_IMAGE, *made], check=False)
+
+
+def placeholder_ami(moto, region: str = REGION) -> str:
+    ec2 = moto.client("ec2", region)
     return ec2.describe_images(Filters=[{"Name": "name", "Values": [PLACEHOLDER]}])["Images"][0][
         "ImageId"
     ]
 
 
-def make_ami(moto, name: str) -> str:
+def make_ami(moto, name: str, region: str = REGION) -> str:
     """An AMI record (moto images cannot hold anything): imaged from a
     stopped placeholder instance, as the bake does under the emulator."""
-    ec2 = moto.client("ec2", REGION)
-    iid = ec2.run_instances(ImageId=placeholder_ami(moto), MinCount=1, MaxCount=1)["Instances"][0][
-        "InstanceId"
-    ]
+    ec2 = moto.client("ec2", region)
+    iid = ec2.run_instances(ImageId=placeholder_ami(moto, region), MinCount=1, MaxCount=1)[
+        "Instances"
+    ][0]["InstanceId"]
     ami = ec2.create_image(InstanceId=iid, Name=name)["ImageId"]
     ec2.terminate_instances(InstanceIds=[iid])
     return ami

@@ -17,9 +17,12 @@ import pytest
 from motoserver import Moto, moto_server
 from recorder import Recording
 
+# the emulator's switch, named where the emulator reads it
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from localaws.emulator_autoscaling import IAM_PROPAGATION_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-IAM_PROPAGATION_ENV = "THREETIER_EMULATOR_IAM_PROPAGATION"
 IAM_PROPAGATION_SECONDS = 20
 
 
@@ -160,6 +163,23 @@ def kit(moto) -> Kit:
     return Kit(moto)
 
 
+def assert_refused(run: Run, *messages: str) -> None:
+    """The run failed, saying each of `messages`."""
+    assert run.rc != 0, run.output[-3000:]
+    for message in messages:
+        assert message in run.output, run.output[-3000:]
+
+
+# A run's arguments: an AMI id of AWS's form (no such AMI: for runs that stop
+# before a launch template uses it, as the pre-flight's refusals do)
+ANY_AMI = ("-e", "aws_launch_templates_ami_id=ami-0123456789abcdef0")
+
+
+def certificate(arn: str) -> tuple[str, str]:
+    """A run's argument: the external ALB's certificate (HTTPS)."""
+    return ("-e", f"aws_load_balancers_certificate_arn={arn}")
+
+
 # The whole control plane as the production environment in eu-west-1 (the
 # production profile's protections, inventories/production/aws_ec2.yml), on
 # the local inventory against the session's moto.
@@ -179,8 +199,7 @@ PRODUCTION_EXTRA = (
     "-e",
     "aws_database_skip_final_snapshot=false",
     # production serves HTTPS (the pre-flight refuses it without a certificate)
-    "-e",
-    f"aws_load_balancers_certificate_arn={PRODUCTION_CERTIFICATE}",
+    *certificate(PRODUCTION_CERTIFICATE),
 )
 
 

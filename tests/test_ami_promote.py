@@ -29,28 +29,23 @@ test_images."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import boto3
 import pytest
-from conftest import Kit
+from aws_stack import bake_args, image_repos, make_ami, tier_images
+from conftest import Kit, assert_refused
 
 REGION = "us-east-2"
 RELEASE = "9.9.5"
 DEV = "123456789012"  # moto's default account: the test's usual credentials
 STAGING = "210987654321"
-BASE = "localhost/threetier-base:bookworm"
-REPOS = {k: f"localhost/tt-promotetest-{k}" for k in ("web", "app", "lb", "db")}
-IMAGE_TAGS = {"web": RELEASE, "app": RELEASE, "lb": "bookworm", "db": "bookworm"}
+REPOS = image_repos("promotetest")
 DEV_ARGS = (
     "-e",
     "threetier_environment=dev",
     "-e",
     f"aws_region={REGION}",
-    "-e",
-    f"threetier_release={RELEASE}",
-    "-e",
-    json.dumps({"local_fleet_image_repos": REPOS}),
+    *bake_args(RELEASE, REPOS),
     "-e",
     f"aws_image_bake_share_accounts={STAGING}",
 )
@@ -60,13 +55,7 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def local_images():
-    if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
-        pytest.skip(f"{BASE} missing (scripts/build-base-image.sh)")
-    made = [f"{REPOS[k]}:{t}" for k, t in IMAGE_TAGS.items()]
-    for ref in made:
-        subprocess.run(["podman", "tag", BASE, ref], check=True)
-    yield
-    subprocess.run(["podman", "untag", BASE, *made], check=False)
+    yield from tier_images(REPOS, RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -81,22 +70,14 @@ def staging(moto):
         "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
         "AWS_SESSION_TOKEN": creds["SessionToken"],
     }
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=moto.url,
-        region_name=REGION,
+    session = boto3.Session(
         aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=keys["AWS_SESSION_TOKEN"],
+        region_name=REGION,
     )
-    who = boto3.client(
-        "sts",
-        endpoint_url=moto.url,
-        region_name=REGION,
-        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=keys["AWS_SESSION_TOKEN"],
-    ).get_caller_identity()["Account"]
+    ec2 = session.client("ec2", endpoint_url=moto.url)
+    who = session.client("sts", endpoint_url=moto.url).get_caller_identity()["Account"]
     assert who == STAGING
     kit = Kit(moto)
     kit.env.update(keys)
@@ -135,6 +116,13 @@ def snapshot_ids(image) -> list[str]:
 
 def staging_images(ec2) -> list[dict]:
     return ec2.describe_images(Owners=["self"])["Images"]
+
+
+def assert_refused_copying_nothing(staging, run, *messages):
+    """The run failed, saying each of `messages`, and the staging account
+    owns no AMI: nothing was copied (every copy is checked first)."""
+    assert_refused(run, *messages)
+    assert staging_images(staging[1]) == [], "nothing is copied: every copy is checked first"
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +171,7 @@ def test_emulator_shares_amis_between_accounts_as_aws_does(moto, staging):
     """A shared AMI is visible to the account it is shared with, untagged and
     not its own; copying it needs its snapshot shared too."""
     a, (_, b, _) = dev_ec2(moto), staging
-    placeholder = a.describe_images(
-        Filters=[{"Name": "name", "Values": ["amzn-ami-hvm-2017.09.1.20171103-x86_64-gp2"]}]
-    )["Images"][0]["ImageId"]
-    iid = a.run_instances(ImageId=placeholder, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
-    ami = a.create_image(InstanceId=iid, Name="tt-emulator-share-check")["ImageId"]
-    a.terminate_instances(InstanceIds=[iid])
+    ami = make_ami(moto, "tt-emulator-share-check", REGION)
     a.create_tags(Resources=[ami], Tags=[{"Key": "Project", "Value": "tt-emulator-check"}])
     snap = snapshot_ids(a.describe_images(ImageIds=[ami])["Images"][0])[0]
     try:
@@ -250,12 +233,12 @@ def test_second_bake_changes_nothing(kit, moto, baked):
 
 
 def test_without_promotion_the_release_finds_no_ami(staging, baked):
-    run = release_lookup(staging, "web")
-    assert run.rc != 0
-    assert f"this account has no AMI tagged Tier=web Release={RELEASE}" in run.output, run.output[
-        -3000:
-    ]
-    assert "playbooks/ami_promote.yml" in run.output
+    assert_refused_copying_nothing(
+        staging,
+        release_lookup(staging, "web"),
+        f"this account has no AMI tagged Tier=web Release={RELEASE}",
+        "playbooks/ami_promote.yml",
+    )
 
 
 # --- the promotion -----------------------------------------------------------
@@ -264,7 +247,6 @@ def test_without_promotion_the_release_finds_no_ami(staging, baked):
 def test_promotion_without_a_shared_ami_is_refused_naming_what_it_looked_for(staging, baked):
     """web by the baking account and the bake's name (no such release
     shared), app by an AMI id that is web's: nothing is copied."""
-    _, b, _ = staging
     web_ami = baked["web"]["ImageId"]
     run = promote(
         staging,
@@ -278,30 +260,27 @@ def test_promotion_without_a_shared_ami_is_refused_naming_what_it_looked_for(sta
             }
         ),
     )
-    assert run.rc != 0
     web = (
         f"web: no available AMI named threetier-web-9.9.99-<UTC time stamp> owned by {DEV} "
         f"in {REGION} is shared with this account, which has no AMI tagged Project=threetier "
         "Tier=web Release=9.9.99 either"
     )
     app = f"app: no available AMI {web_ami} named threetier-app-9.9.99-<UTC time stamp>"
-    assert web in run.output, run.output[-3000:]
-    assert app in run.output, run.output[-3000:]
-    assert "nothing was copied" in run.output
-    assert staging_images(b) == []
+    assert_refused_copying_nothing(staging, run, web, app, "nothing was copied")
 
 
 def test_promotion_refused_when_the_snapshots_are_not_shared(moto, staging, baked):
-    a, (_, b, _) = dev_ec2(moto), staging
+    a = dev_ec2(moto)
     (snap,) = snapshot_ids(baked["app"])
     a.reset_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")
     try:
-        run = promote(staging, "-e", f"aws_ami_promote_source_account={DEV}")
-        assert run.rc != 0
-        shown = f"AMI {baked['app']['ImageId']} ({baked['app']['Name']}) of {DEV} is shared"
-        assert shown in run.output, run.output[-3000:]
-        assert f"but not its snapshot(s) {snap}" in run.output
-        assert staging_images(b) == [], "web is not copied either: every copy is checked first"
+        # web is not copied either: every copy is checked first
+        assert_refused_copying_nothing(
+            staging,
+            promote(staging, "-e", f"aws_ami_promote_source_account={DEV}"),
+            f"AMI {baked['app']['ImageId']} ({baked['app']['Name']}) of {DEV} is shared",
+            f"but not its snapshot(s) {snap}",
+        )
     finally:
         a.modify_snapshot_attribute(
             SnapshotId=snap,

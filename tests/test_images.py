@@ -11,6 +11,7 @@ what is new: the AMI records, their reuse and the pruning."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -18,34 +19,30 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from aws_stack import EXTRA, REGION, P, ensure_stack, make_ami
+from aws_stack import (
+    EXTRA,
+    PLACEHOLDER,
+    REGION,
+    P,
+    bake_args,
+    ensure_stack,
+    image_repos,
+    make_ami,
+    tier_images,
+)
 from conftest import ROOT
 
 RELEASE = "9.9.1"
 HEAD_BEFORE = subprocess.run(
     ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
 ).stdout.strip()
-BASE = "localhost/threetier-base:bookworm"
-REPOS = {k: f"localhost/tt-imgtest-{k}" for k in ("web", "app", "lb", "db")}
-TAGS = {"web": RELEASE, "app": RELEASE, "lb": "bookworm", "db": "bookworm"}
-ARGS = (
-    *EXTRA,
-    "-e",
-    f"threetier_release={RELEASE}",
-    "-e",
-    json.dumps({"local_fleet_image_repos": REPOS}),
-)
+REPOS = image_repos("imgtest")
+ARGS = (*EXTRA, *bake_args(RELEASE, REPOS))
 
 
 @pytest.fixture(scope="module")
 def local_images():
-    if subprocess.run(["podman", "image", "exists", BASE], check=False).returncode != 0:
-        pytest.skip(f"{BASE} missing (scripts/build-base-image.sh)")
-    made = [f"{REPOS[k]}:{t}" for k, t in TAGS.items()]
-    for ref in made:
-        subprocess.run(["podman", "tag", BASE, ref], check=True)
-    yield {k: f"{REPOS[k]}:{TAGS[k]}" for k in ("web", "app")}
-    subprocess.run(["podman", "untag", BASE, *made], check=False)
+    yield from tier_images(REPOS, RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +200,21 @@ AWS_PATH = (
     "aws_emulator=false",
     "-e",
     "threetier_release=9.9.98",
+    # the builders are reached over SSM (aws_image_bake_connection): the
+    # pre-flight wants AWS's session-manager-plugin; /bin/true stands in for
+    # it (no run here opens a session: moto has none)
     "-e",
-    "aws_image_bake_operator_cidr=203.0.113.7/32",
+    "ansible_aws_ssm_plugin=/bin/true",
 )
+# The packages the AMIs get (inventories/<env>/group_vars/all/*_agent.yml).
+CLOUDWATCH_AGENT = {
+    "cloudwatch_agent_package_url": "https://example.org/amazon-cloudwatch-agent.deb",
+    "cloudwatch_agent_package_checksum": "sha256:" + "a" * 64,
+}
+SSM_AGENT = {
+    "ssm_agent_package_url": "https://s3.us-west-2.amazonaws.com/amazon-ssm-us-west-2/latest/debian_amd64/amazon-ssm-agent.deb",
+    "ssm_agent_package_checksum": "sha256:" + "b" * 64,
+}
 
 
 def builders_and_temporaries(moto) -> dict:
@@ -258,6 +267,7 @@ def test_aws_bake_refuses_a_bad_checksum_and_accepts_a_good_one(kit, moto, stack
             {
                 "cloudwatch_agent_package_url": url,
                 "cloudwatch_agent_package_checksum": "sha256:" + "a" * 64,
+                **SSM_AGENT,
             }
         ),
         "-e",
@@ -266,4 +276,167 @@ def test_aws_bake_refuses_a_bad_checksum_and_accepts_a_good_one(kit, moto, stack
     assert good.rc != 0
     assert "images: on AWS the images get the CloudWatch agent" not in good.output
     assert "keep at least 1 AMI per tier" in good.output, good.output[-3000:]
+    assert builders_and_temporaries(moto) == before
+
+
+def test_aws_bake_refused_without_the_ssm_agent_package(kit, moto, stack):
+    """Session Manager reaches the instances only through the SSM agent,
+    which Debian's AMI lacks: without its package (URL and sha256) the bake
+    stops before anything changes, naming the file to set them in."""
+    before = builders_and_temporaries(moto)
+    run = kit.playbook("images.yml", *AWS_PATH, "-e", json.dumps(CLOUDWATCH_AGENT))
+    assert run.rc != 0
+    assert "images: on AWS the images get the SSM agent" in run.output, run.output[-3000:]
+    assert "inventories/local/group_vars/all/ssm_agent.yml;" in run.output
+    assert "ssm_agent_package_checksum (sha256:<64 hex>" in run.output
+    assert "url=nothing" in run.output
+    assert "checksum=nothing" in run.output
+    assert "Build the release artifact" not in run.output
+    assert builders_and_temporaries(moto) == before
+    bad = kit.playbook(
+        "images.yml",
+        *AWS_PATH,
+        "-e",
+        json.dumps(
+            {
+                **CLOUDWATCH_AGENT,
+                "ssm_agent_package_url": "http://example.org/amazon-ssm-agent.deb",
+                "ssm_agent_package_checksum": "sha256:abc",
+            }
+        ),
+    )
+    assert bad.rc != 0
+    assert "got url=http://example.org/amazon-ssm-agent.deb, checksum=sha256:abc" in bad.output, (
+        bad.output[-3000:]
+    )
+    assert builders_and_temporaries(moto) == before
+
+
+def test_aws_bake_over_ssm_needs_the_session_manager_plugin(kit, moto, stack):
+    """The builders are reached over SSM by default: a controller without
+    AWS's session-manager-plugin is told so before anything changes."""
+    before = builders_and_temporaries(moto)
+    run = kit.playbook(
+        "images.yml",
+        *AWS_PATH,
+        "-e",
+        "ansible_aws_ssm_plugin=/nonexistent/session-manager-plugin",
+        "-e",
+        json.dumps({**CLOUDWATCH_AGENT, **SSM_AGENT}),
+    )
+    assert run.rc != 0
+    assert "session-manager-plugin: the image builders connect with the SSM connection" in (
+        run.output
+    ), run.output[-3000:]
+    assert "/nonexistent/session-manager-plugin, which does not exist" in run.output
+    assert "session-manager-working-with-install-plugin.html" in run.output
+    assert builders_and_temporaries(moto) == before
+
+
+BUILDER_RELEASE = "9.9.97"
+
+
+def _builder_run(kit, moto, *extra):
+    ec2 = moto.client("ec2", REGION)
+    base = ec2.describe_images(Filters=[{"Name": "name", "Values": [PLACEHOLDER]}])["Images"][0]
+    return kit.playbook(
+        "../tests/playbooks/image_builder.yml",
+        *EXTRA,
+        "-e",
+        "aws_emulator=false",
+        "-e",
+        f"threetier_release={BUILDER_RELEASE}",
+        "-e",
+        "ansible_aws_ssm_plugin=/bin/true",
+        "-e",
+        "ansible_aws_ssm_bucket_name=threetier-dev-ssm-123456789012",
+        "-e",
+        json.dumps(
+            {
+                **SSM_AGENT,
+                "aws_image_bake_base_ami_id": base["ImageId"],
+                "aws_image_bake_base_ami_owner": base["OwnerId"],
+            }
+        ),
+        *extra,
+    )
+
+
+def test_aws_builders_private_reached_over_ssm(kit, moto, stack):
+    """images.yml's AWS builders (builder.yml, against moto): in a private
+    subnet, no public IP, a temporary group with no inbound rule at all (no
+    SSH from anywhere), the web tier's instance profile (SSM core), user data
+    that checks the SSM agent's sha256 before installing it, and each builder
+    added to the inventory with the SSM connection and the transfer bucket.
+    The temporaries go afterwards (cleanup.yml, as image.yml runs it)."""
+    ec2 = moto.client("ec2", REGION)
+    try:
+        run = _builder_run(kit, moto)
+        assert run.rc == 0, run.output[-5000:]
+        found = ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:Purpose", "Values": ["image-builder"]},
+                {"Name": "tag:Project", "Values": ["threetier"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]
+        )["Reservations"]
+        builders = {
+            {t["Key"]: t["Value"] for t in i["Tags"]}["Tier"]: i
+            for r in found
+            for i in r["Instances"]
+        }
+        assert set(builders) == {"web", "app"}, builders
+        (private,) = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{P}-app-a"]}])[
+            "Subnets"
+        ]
+        (group,) = ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [f"{P}-image-builder"]}]
+        )["SecurityGroups"]
+        assert group["IpPermissions"] == [], "no inbound rule: no SSH from the operator or anyone"
+        for tier, b in builders.items():
+            assert b["SubnetId"] == private["SubnetId"], tier
+            assert not b.get("PublicIpAddress"), (tier, b.get("PublicIpAddress"))
+            assert b["IamInstanceProfile"]["Arn"].endswith(f":instance-profile/{P}-web"), b
+            assert [g["GroupId"] for g in b["SecurityGroups"]] == [group["GroupId"]]
+            assert not b.get("KeyName"), "no key pair over SSM"
+            assert b["MetadataOptions"]["HttpTokens"] == "required"
+            data = ec2.describe_instance_attribute(InstanceId=b["InstanceId"], Attribute="userData")
+            script = base64.b64decode(data["UserData"]["Value"]).decode()
+            assert SSM_AGENT["ssm_agent_package_url"] in script
+            check = script.index("sha256sum --check")
+            assert "b" * 64 in script
+            assert check < script.index('dpkg -i "$deb"'), "checked before it is installed"
+            assert "systemctl enable --now amazon-ssm-agent.service" in script
+            name = f"{P}-image-builder-{tier}"
+            said = {
+                f"reached: {name} community.aws.aws_ssm {b['InstanceId']}",
+                f"bucket: {name} threetier-dev-ssm-123456789012",
+                f"groups: {name} aws_ec2,image_builder,image_builder_{tier}",
+            }
+            seen = {x.strip("'\"") for x in re.findall(r"- (.+)", run.output)}
+            assert said <= seen, run.output[-3000:]
+    finally:
+        gone = _builder_run(kit, moto, "-e", "image_builder_cleanup=true")
+        assert gone.rc == 0, gone.output[-3000:]
+    left = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Purpose", "Values": ["image-builder"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+        ]
+    )["Reservations"]
+    assert left == []
+    assert not ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"{P}-image-builder"]}]
+    )["SecurityGroups"]
+
+
+def test_aws_builders_over_ssh_need_the_bastion(kit, moto, stack):
+    """The SSH fallback goes through the bastion: without one, the bake
+    stops before any builder or temporary is made."""
+    before = builders_and_temporaries(moto)
+    run = _builder_run(kit, moto, "-e", "aws_image_bake_connection=ssh")
+    assert run.rc != 0
+    assert f"over SSH the builders are reached through the bastion {P}-bastion" in run.output, (
+        run.output[-3000:]
+    )
     assert builders_and_temporaries(moto) == before

@@ -27,6 +27,9 @@ LOCAL_LB = yaml.safe_load(
 # the local inventory's Auto Scaling timings (an instance boots in seconds)
 LOCAL_ASG = yaml.safe_load((ROOT / "inventories/local/group_vars/all/autoscaling.yml").read_text())
 EXTRA = PRODUCTION_EXTRA
+# the SSM connection's transfer bucket, as the local inventory names it
+# (group_vars/aws_control/main.yml: after the environment)
+SSM_BUCKET = f"{P}-ssm-transfer"
 RUNS = []  # every run's output, for the password check
 
 
@@ -279,6 +282,12 @@ def test_launch_templates_and_instance_profiles(aws, albs):
         assert "PASSWORD" not in user_data.upper().replace("DATABASE PASSWORD IS", "")
         if tier == "web":
             assert f"THREETIER_APP_UPSTREAM={albs[f'{P}-int']['DNSName']}:5000" in user_data
+            # the upstream is set once the internal ALB's name resolves, a
+            # bounded wait (aws_launch_templates_web_upstream_wait's default)
+            assert (
+                "nginx-web-upstream set --wait 300 \\\n"
+                f"        {albs[f'{P}-int']['DNSName']}:5000\n"
+            ) in user_data
         else:
             assert f"TASKBOARD_DB_SECRET_ID={secret['ARN']}" in user_data
             assert f"AWS_REGION={REGION}" in user_data
@@ -485,6 +494,57 @@ def test_bucket_topic_and_alarms(aws, first_run):
     assert all(a["AlarmActions"] == topics for a in alarms.values())
 
 
+def lifecycle_rules(s3, bucket: str) -> list[dict]:
+    return s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+
+
+def test_ssm_transfer_bucket(aws, first_run):
+    """The bucket the SSM connection moves files through, as site.yml made it
+    (roles/aws_ssm_transfer_bucket): private, encrypted, never versioned,
+    objects expire after a day and incomplete uploads are aborted, tagged as
+    everything of the kit; and nothing granted on it to the instances."""
+    s3 = aws("s3")
+    head = s3.head_bucket(Bucket=SSM_BUCKET)["ResponseMetadata"]["HTTPHeaders"]
+    assert head["x-amz-bucket-region"] == REGION
+    assert s3.get_public_access_block(Bucket=SSM_BUCKET)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert s3.get_bucket_ownership_controls(Bucket=SSM_BUCKET)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
+    (enc,) = s3.get_bucket_encryption(Bucket=SSM_BUCKET)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
+    assert enc["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert "Status" not in s3.get_bucket_versioning(Bucket=SSM_BUCKET), "never versioned"
+    (rule,) = lifecycle_rules(s3, SSM_BUCKET)
+    assert rule["ID"] == "expire-objects"
+    assert rule["Status"] == "Enabled"
+    assert rule["Filter"].get("Prefix", "") == "", "the whole bucket"
+    assert rule["Expiration"] == {"Days": 1}
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=SSM_BUCKET)["TagSet"]}
+    assert tags == {
+        "Project": "threetier",
+        "Environment": ENV,
+        "ManagedBy": "ansible",
+        "Name": SSM_BUCKET,
+    }
+    # the instances only run curl on URLs the controller signs: their roles
+    # get nothing on it
+    iam = aws("iam")
+    for tier in ("web", "app"):
+        for name in iam.list_role_policies(RoleName=f"{P}-{tier}")["PolicyNames"]:
+            doc = iam.get_role_policy(RoleName=f"{P}-{tier}", PolicyName=name)["PolicyDocument"]
+            assert SSM_BUCKET not in json.dumps(doc), (tier, name)
+    # the artifact bucket has no expiry (its objects are the releases)
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
+        lifecycle_rules(s3, "threetier-local-artifacts")
+
+
 def test_run_prints_what_the_operator_needs(first_run, albs, aws):
     out = first_run.output
     assert f"https://{albs[f'{P}-ext']['DNSName']}/" in out
@@ -567,6 +627,15 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
     iam.put_role_policy(
         RoleName=f"{P}-web", PolicyName="cloudwatch-agent", PolicyDocument=json.dumps(wide)
     )
+    # the SSM transfer bucket versioned (its files would outlive their
+    # deletion) and its expiry made a month, by hand
+    s3 = aws("s3")
+    s3.put_bucket_versioning(Bucket=SSM_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    (rule,) = lifecycle_rules(s3, SSM_BUCKET)
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=SSM_BUCKET,
+        LifecycleConfiguration={"Rules": [dict(rule, Expiration={"Days": 30})]},
+    )
     run = kit.playbook("site.yml", *EXTRA)
     RUNS.append(run)
     assert run.rc == 0, run.output[-4000:]
@@ -599,6 +668,9 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
     doc = iam.get_role_policy(RoleName=f"{P}-web", PolicyName="cloudwatch-agent")["PolicyDocument"]
     account = _secret(aws)["ARN"].split(":")[4]
     check_agent_policy(doc, "web", account)
+    # versioning suspended (S3 cannot turn it off once on), the expiry a day again
+    assert s3.get_bucket_versioning(Bucket=SSM_BUCKET)["Status"] == "Suspended"
+    assert [r["Expiration"] for r in lifecycle_rules(s3, SSM_BUCKET)] == [{"Days": 1}]
 
 
 def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
@@ -637,6 +709,8 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     # an earlier teardown stopped after removing the NAT gateway (its address
     # not released yet): this one releases the address all the same
     ec2 = aws("ec2")
+    # an interrupted run left a file in the SSM transfer bucket: emptied, then removed
+    aws("s3").put_object(Bucket=SSM_BUCKET, Key="i-0123456789abcdef0/leftover", Body=b"x")
     for nat in ec2.describe_nat_gateways()["NatGateways"]:
         if nat["State"] != "deleted":
             ec2.delete_nat_gateway(NatGatewayId=nat["NatGatewayId"])
@@ -688,7 +762,9 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     ]
     assert not aws("secretsmanager").list_secrets()["SecretList"]
     assert not [
-        b for b in aws("s3").list_buckets()["Buckets"] if b["Name"] == "threetier-local-artifacts"
+        b
+        for b in aws("s3").list_buckets()["Buckets"]
+        if b["Name"] in ("threetier-local-artifacts", SSM_BUCKET)
     ]
     assert not [
         t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")

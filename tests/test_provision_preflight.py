@@ -9,6 +9,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import ANY_AMI, PRODUCTION_CERTIFICATE, assert_refused, certificate
+from iam_policies import recorded_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +67,17 @@ CASES = {
         ' name (no two adjacent dots); ansible_aws_ssm_bucket_name: "threetier-dev-ssm-s3alias" is'
         " not a valid S3 bucket name (the suffix -s3alias is reserved)",
     ),
+    # the SSM connection's transfer bucket, which site.yml creates: its name
+    # (aws_ssm_transfer_bucket_name, the local inventory's) and its expiry
+    "SSM transfer bucket": (
+        ["-e", "aws_ssm_transfer_bucket_name=threetier-dev-ssm_transfer"],
+        'aws_ssm_transfer_bucket_name: "threetier-dev-ssm_transfer" is not a valid S3 bucket name'
+        " (only lowercase letters, digits, hyphens and dots, not _)",
+    ),
+    "SSM transfer bucket expiry": (
+        ["-e", "aws_ssm_transfer_bucket_expiration_days=0"],
+        "aws_ssm_transfer_bucket_expiration_days: must be a positive integer",
+    ),
     "production without a certificate": (
         ["-e", "threetier_environment=production", "-e", "threetier_profile=production"],
         "aws_load_balancers_certificate_arn: the production environment serves HTTPS only; set the"
@@ -86,8 +99,7 @@ CASES = {
             "threetier_environment=production",
             "-e",
             "threetier_profile=production",
-            "-e",
-            "aws_load_balancers_certificate_arn=arn:aws:iam::123456789012:server-certificate/t",
+            *certificate(PRODUCTION_CERTIFICATE),
             "-e",
             "aws_load_balancers_deletion_protection=false",
             # (the local inventory skips it, which production refuses first)
@@ -154,25 +166,36 @@ def test_production_inventory_needs_an_ami(kit, moto):
 
 def test_production_as_shipped_is_refused_until_its_placeholders_are_set(kit, moto):
     """The production inventory as shipped: the artifact bucket's placeholder
-    name, then the missing certificate, each refused by name before any
-    change (the AMI given, as after the first bake)."""
-    ami = ("-e", "aws_launch_templates_ami_id=ami-0123456789abcdef0")
-    run = kit.playbook("site.yml", *ami, inventory="inventories/production")
-    assert run.rc != 0
-    assert (
+    name, then the SSM transfer bucket's (group_vars/all/ssm.yml: site.yml
+    creates that bucket, so the control host checks its name, whether the
+    inventory lists instances or not), then the missing certificate, each
+    refused by name before any change (the AMI given, as after the first
+    bake)."""
+    run = kit.playbook("site.yml", *ANY_AMI, inventory="inventories/production")
+    assert_refused(
+        run,
         'aws_artifacts_bucket_name: "threetier-production-artifacts-CHANGE-ME" is not a valid'
-        " S3 bucket name" in run.output
-    ), run.output[-3000:]
+        " S3 bucket name",
+    )
     bucket = ("-e", "aws_artifacts_bucket_name=threetier-production-artifacts-123456789012")
-    run = kit.playbook("site.yml", *ami, *bucket, inventory="inventories/production")
-    assert run.rc != 0
-    assert "aws_load_balancers_certificate_arn: the production environment serves HTTPS" in (
-        run.output
-    ), run.output[-3000:]
+    run = kit.playbook("site.yml", *ANY_AMI, *bucket, inventory="inventories/production")
+    assert_refused(
+        run,
+        'ansible_aws_ssm_bucket_name: "threetier-production-ssm-transfer-CHANGE-ME" is not a'
+        " valid S3 bucket name",
+    )
+    assert 'aws_artifacts_bucket_name: "' not in run.output
+    # refused before any call: moto saw the EC2 inventory's reads only
+    assert {r.action for r in recorded_requests(run.recording)} <= {"ec2:DescribeInstances"}
+    run = kit.playbook("site.yml", *ANY_AMI, *OWN_BUCKETS, inventory="inventories/production")
+    assert_refused(
+        run, "aws_load_balancers_certificate_arn: the production environment serves HTTPS"
+    )
 
 
-# the shipped placeholders replaced (SSM's bucket is read from the instances,
-# if the session's production environment has any)
+# the shipped placeholders replaced (group_vars/all/ssm.yml's SSM transfer
+# bucket too: every host reads it, the control host's site.yml and the
+# session's production instances, if any)
 OWN_BUCKETS = (
     "-e",
     "aws_artifacts_bucket_name=threetier-production-artifacts-123456789012",
@@ -187,8 +210,17 @@ def test_production_first_runs_need_no_ami(kit, moto, playbook):
     (and a teardown removes the templates and the load balancers): their
     pre-flight passes without an AMI or a certificate (only the pre-flight
     runs here: --tags aws_preflight)."""
+    # the SSM connection's session-manager-plugin (the bake's builders, and
+    # the session's production instances if any): /bin/true stands in, no
+    # session is opened (test_provision_staging.py proves the refusal)
+    plugin = ("-e", "ansible_aws_ssm_plugin=/bin/true")
     run = kit.playbook(
-        playbook, "--tags", "aws_preflight", *OWN_BUCKETS, inventory="inventories/production"
+        playbook,
+        "--tags",
+        "aws_preflight",
+        *OWN_BUCKETS,
+        *plugin,
+        inventory="inventories/production",
     )
     assert run.rc == 0, run.output[-3000:]
     assert "missing required variable" not in run.output

@@ -1,15 +1,23 @@
 """A second environment beside the first: staging with the dev profile (one
 instance per tier, single-AZ database, no deletion protection), found by the
-staging dynamic inventory, whose SSM transfer bucket the pre-flight checks;
-HTTPS (an ACM certificate) once a certificate is given."""
+staging dynamic inventory, whose SSM transfer bucket and session-manager-plugin
+the pre-flight checks; HTTPS (an ACM certificate) once a certificate is given;
+the bastion (on in this environment's site.yml run; off removes it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
+from conftest import ANY_AMI, assert_refused, certificate
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 REGION = "eu-west-1"
 ENV = "staging"
 P = f"threetier-{ENV}"
+BUCKET = ("-e", "aws_artifacts_bucket_name=threetier-staging-test-artifacts")
 EXTRA = (
     "-e",
     f"threetier_environment={ENV}",
@@ -17,14 +25,34 @@ EXTRA = (
     "threetier_profile=dev",
     "-e",
     f"aws_region={REGION}",
-    "-e",
-    "aws_artifacts_bucket_name=threetier-staging-test-artifacts",
+    *BUCKET,
 )
 
 
+# The bastion on (roles/aws_bastion): SSH from the operator's address only.
+OPERATOR = "203.0.113.7/32"
+BASTION_KEY = f"{P}-bastion-test"
+BASTION = (
+    "-e",
+    "aws_bastion_enabled=true",
+    "-e",
+    f"aws_bastion_operator_cidr={OPERATOR}",
+    "-e",
+    f"aws_bastion_key_name={BASTION_KEY}",
+)
+# site.yml limited to the layers the bastion touches (a cheap re-run)
+BASTION_LAYERS = ("--tags", "aws_preflight,aws_state,aws_network,aws_security_groups,aws_bastion")
+
+
 @pytest.fixture(scope="module")
-def staging(kit):
-    run = kit.playbook("site.yml", *EXTRA)
+def staging(kit, moto):
+    moto.client("ec2", REGION).import_key_pair(
+        KeyName=BASTION_KEY,
+        PublicKeyMaterial=Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH),
+    )
+    run = kit.playbook("site.yml", *EXTRA, *BASTION)
     assert run.rc == 0, run.output[-6000:]
     return run
 
@@ -66,26 +94,18 @@ def test_ssm_transfer_bucket_is_checked_once_there_are_instances(staging, kit, m
     """SSM's transfer bucket (group_vars/aws_ec2/connection.yml) is read from
     the instances the staging inventory lists: its shipped placeholder stops
     any playbook's pre-flight (a release's too) before it reaches them."""
-    own = (
-        "-e",
-        "aws_artifacts_bucket_name=threetier-staging-test-artifacts",
-        "-e",
-        "aws_launch_templates_ami_id=ami-0123456789abcdef0",
-    )
-    run = kit.playbook("preflight.yml", *own, inventory="inventories/staging")
-    assert run.rc != 0
-    assert (
+    run = kit.playbook("preflight.yml", *BUCKET, *ANY_AMI, inventory="inventories/staging")
+    assert_refused(
+        run,
         'ansible_aws_ssm_bucket_name: "threetier-staging-ssm-transfer-CHANGE-ME" is not a valid'
-        " S3 bucket name" in run.output
-    ), run.output[-3000:]
+        " S3 bucket name",
+    )
 
 
 def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     acm = moto.client("acm", REGION)
     cert = acm.request_certificate(DomainName="taskboard.example.org")["CertificateArn"]
-    run = kit.playbook(
-        "load_balancers.yml", *EXTRA, "-e", f"aws_load_balancers_certificate_arn={cert}"
-    )
+    run = kit.playbook("load_balancers.yml", *EXTRA, *certificate(cert))
     assert run.rc == 0, run.output[-4000:]
     elb = moto.client("elbv2", REGION)
     (lb,) = elb.describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"]
@@ -105,9 +125,147 @@ def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     assert [c["CertificateArn"] for c in https["Certificates"]] == [cert]
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
     assert https["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
-    again = kit.playbook(
-        "load_balancers.yml", *EXTRA, "-e", f"aws_load_balancers_certificate_arn={cert}"
+    again = kit.playbook("load_balancers.yml", *EXTRA, *certificate(cert))
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0, again.output[-4000:]
+
+
+def test_ssm_hosts_need_the_session_manager_plugin(staging, kit, moto, tmp_path):
+    """The staging inventory's instances connect with community.aws.aws_ssm:
+    a controller without AWS's session-manager-plugin is told so by name,
+    with where AWS documents installing it, before anything changes; with
+    the plugin where the connection looks for it the check passes."""
+    own = (
+        *BUCKET,
+        *ANY_AMI,
+        "-e",
+        "ansible_aws_ssm_bucket_name=threetier-staging-ssm-123456789012",
     )
+    installed = os.path.exists("/usr/local/bin/session-manager-plugin") or shutil.which(
+        "session-manager-plugin", path=kit.env["PATH"]
+    )
+    if not installed:  # this controller's PATH (and /usr/local/bin) lacks it
+        run = kit.playbook("preflight.yml", *own, inventory="inventories/staging")
+        assert_refused(run, "session-manager-plugin: the hosts i-")
+        assert "connect with the SSM connection (community.aws.aws_ssm)" in run.output
+        assert "it is not on this controller (/usr/local/bin/session-manager-plugin or PATH)" in (
+            run.output
+        )
+        assert "session-manager-working-with-install-plugin.html" in run.output
+    missing = kit.playbook(
+        "preflight.yml",
+        *own,
+        "-e",
+        f"ansible_aws_ssm_plugin={tmp_path}/session-manager-plugin",
+        inventory="inventories/staging",
+    )
+    assert_refused(missing, f"names {tmp_path}/session-manager-plugin, which does not exist")
+    plugin = tmp_path / "session-manager-plugin"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    there = kit.playbook(
+        "preflight.yml",
+        *own,
+        "-e",
+        f"ansible_aws_ssm_plugin={plugin}",
+        inventory="inventories/staging",
+    )
+    assert there.rc == 0, there.output[-3000:]
+    assert "Check the SSM connection's session-manager-plugin" in there.output
+
+
+def _groups(moto) -> dict:
+    ec2 = moto.client("ec2", REGION)
+    return {
+        g["GroupName"]: g
+        for g in ec2.describe_security_groups(
+            Filters=[{"Name": "tag:Environment", "Values": [ENV]}]
+        )["SecurityGroups"]
+    }
+
+
+def _bastions(moto) -> list[dict]:
+    ec2 = moto.client("ec2", REGION)
+    return [
+        i
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:Name", "Values": [f"{P}-bastion"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+
+
+def _ssh_rules(group: dict) -> list[dict]:
+    return [p for p in group["IpPermissions"] if p.get("FromPort") == 22 or p.get("ToPort") == 22]
+
+
+def test_bastion_on_ssh_from_the_operator_only(staging, moto):
+    """On: one bastion in the public subnet with a public address, its group
+    letting 22 in from the operator's address only, and the web and app
+    groups letting 22 in from the bastion's group only; the run prints it."""
+    ec2 = moto.client("ec2", REGION)
+    (bastion,) = _bastions(moto)
+    (public,) = ec2.describe_subnets(Filters=[{"Name": "tag:Name", "Values": [f"{P}-public-a"]}])[
+        "Subnets"
+    ]
+    assert bastion["SubnetId"] == public["SubnetId"]
+    assert bastion.get("PublicIpAddress")
+    assert bastion["KeyName"] == BASTION_KEY
+    assert bastion["MetadataOptions"]["HttpTokens"] == "required"
+    groups = _groups(moto)
+    own = groups[f"{P}-bastion"]
+    assert [g["GroupId"] for g in bastion["SecurityGroups"]] == [own["GroupId"]]
+    (rule,) = own["IpPermissions"]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 22, 22)
+    assert [r["CidrIp"] for r in rule["IpRanges"]] == [OPERATOR]
+    assert rule.get("UserIdGroupPairs", []) == []
+    assert rule.get("Ipv6Ranges", []) == []
+    for tier in ("web", "app"):
+        (ssh,) = _ssh_rules(groups[f"{P}-{tier}"])
+        assert [p["GroupId"] for p in ssh["UserIdGroupPairs"]] == [own["GroupId"]], tier
+        assert ssh.get("IpRanges", []) == [], tier
+    for name in (f"{P}-alb-ext", f"{P}-alb-int", f"{P}-db"):
+        assert _ssh_rules(groups[name]) == [], name
+    assert "bastion: admin@" in staging.output
+    assert f"(SSH from {OPERATOR} only)" in staging.output
+
+
+def test_bastion_second_run_changes_nothing(staging, kit, moto):
+    before = [b["InstanceId"] for b in _bastions(moto)]
+    again = kit.playbook("site.yml", *EXTRA, *BASTION, *BASTION_LAYERS)
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0, again.output[-4000:]
+    assert [b["InstanceId"] for b in _bastions(moto)] == before
+
+
+def test_bastion_refuses_ssh_from_anywhere(staging, kit, moto):
+    before = _groups(moto)[f"{P}-bastion"]["IpPermissions"]
+    run = kit.playbook(
+        "site.yml", *EXTRA, *BASTION, "-e", "aws_bastion_operator_cidr=0.0.0.0/0", *BASTION_LAYERS
+    )
+    assert_refused(run, "aws_bastion: on (aws_bastion_enabled), it needs aws_bastion_operator_cidr")
+    assert "never 0.0.0.0/0" in run.output
+    assert _groups(moto)[f"{P}-bastion"]["IpPermissions"] == before
+
+
+def test_bastion_removed_by_teardown_and_off(staging, kit, moto):
+    """teardown.yml's removal of the bastion (its instance; its group,
+    still named by the web and app groups there, goes with them), then
+    site.yml with the bastion off: the groups lose their SSH rules and the
+    group left from before goes; a second run changes nothing."""
+    teardown = kit.playbook("teardown.yml", *EXTRA, "--tags", "aws_preflight,aws_state,aws_bastion")
+    assert teardown.rc == 0, teardown.output[-4000:]
+    assert _bastions(moto) == []
+    off = kit.playbook("site.yml", *EXTRA, *BASTION_LAYERS)
+    assert off.rc == 0, off.output[-4000:]
+    groups = _groups(moto)
+    assert f"{P}-bastion" not in groups
+    for tier in ("web", "app"):
+        assert _ssh_rules(groups[f"{P}-{tier}"]) == [], tier
+    again = kit.playbook("site.yml", *EXTRA, *BASTION_LAYERS)
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0, again.output[-4000:]
 

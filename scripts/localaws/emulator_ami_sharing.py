@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 COPY_SECONDS = float(os.environ.get("THREETIER_EMULATOR_AMI_COPY_SECONDS", "5"))
@@ -135,54 +136,98 @@ def shared_snapshots(me: str, region: str) -> tuple[dict[str, Any], set[str]]:
     return shared, every
 
 
+def _replaces(cls: type, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: cls.<name> is replaced by the decorated function, which is
+    given moto's original as its first argument; once (patch() may run more
+    than once: a second time finds it patched)."""
+
+    def install(make: Callable[..., Any]) -> Callable[..., Any]:
+        original = getattr(cls, name)
+        if getattr(original, "_threetier_patched", False):
+            return make
+
+        @functools.wraps(original)
+        def patched(self: Any) -> Any:
+            return make(original, self)
+
+        patched._threetier_patched = True  # type: ignore[attr-defined]
+        setattr(cls, name, patched)
+        return make
+
+    return install
+
+
+def _with_shared(
+    ids: list[str],
+    filters: Any,
+    *,
+    own: Callable[[list[str] | None], Iterable[Any]],
+    is_own: Callable[[str], bool],
+    shared: dict[str, Any],
+    exists: Container[str],
+    not_found: Callable[[list[str]], Exception],
+    keep: Callable[[Any], bool] = lambda _: True,
+) -> list[Any]:
+    """A Describe call's answer that also holds the resources of other
+    accounts shared with the caller: the account's own (own(ids of its own),
+    or own(None) without ids, as moto answers them), then the shared ones
+    (by id, or every one; those `keep` keeps), untagged and filtered as moto
+    filters the account's own. An id that neither is the account's own nor
+    `exists` elsewhere raises not_found(those ids)."""
+    from moto.ec2.utils import generic_filter
+
+    if ids:
+        mine = [i for i in ids if is_own(i)]
+        missing = [i for i in ids if i not in mine and i not in exists]
+        if missing:
+            raise not_found(missing)
+        found = own(mine) if mine else []
+        theirs = [shared[i] for i in ids if i in shared and i not in mine]
+    else:
+        found = own(None)
+        theirs = list(shared.values())
+    views = [_untagged(x) for x in theirs if keep(x)]
+    if filters:
+        views = list(generic_filter(filters, views))
+    return list(found) + views
+
+
 def patch_describe_images() -> None:
     from moto.core.responses import ActionResult
     from moto.ec2.exceptions import InvalidAMIIdError
     from moto.ec2.responses.amis import AmisResponse
-    from moto.ec2.utils import generic_filter
 
-    if getattr(AmisResponse.describe_images, "_threetier_patched", False):
-        return
-    original = AmisResponse.describe_images
-
-    @functools.wraps(original)
-    def describe_images(self: Any) -> Any:
+    @_replaces(AmisResponse, "describe_images")
+    def describe_images(original: Callable[[Any], Any], self: Any) -> Any:
         _settle()
         me, region = self.current_account, self.region
         shared = shared_images(me, region)
-        ami_ids = self._get_param("ImageIds", [])
         owners = self._get_param("Owners", [])
         if not shared or (owners and set(owners) <= {"self", me, "amazon"}):
             return original(self)
         backend = self.ec2_backend
         filters = self._filters_from_querystring()
-        if ami_ids:
-            mine = [i for i in ami_ids if i in backend.amis or i in backend.deleted_amis]
-            theirs = [shared[i] for i in ami_ids if i in shared and i not in mine]
-            missing = [i for i in ami_ids if i not in mine and i not in shared]
-            if missing:
-                raise InvalidAMIIdError(missing)
-            own = (
-                backend.describe_images(ami_ids=mine, filters=filters, owners=owners)
-                if mine
-                else []
-            )
-        else:
-            own = backend.describe_images(
+
+        def own(ids: list[str] | None) -> Any:
+            if ids is not None:
+                return backend.describe_images(ami_ids=ids, filters=filters, owners=owners)
+            return backend.describe_images(
                 filters=filters,
                 exec_users=self._get_param("ExecutableUsers", []),
                 owners=owners,
             )
-            theirs = list(shared.values())
-        if owners:
-            theirs = [a for a in theirs if a.owner_id in owners]
-        views = [_untagged(a) for a in theirs]
-        if filters:
-            views = list(generic_filter(filters, views))
-        return ActionResult({"Images": list(own) + views})
 
-    describe_images._threetier_patched = True  # type: ignore[attr-defined]
-    AmisResponse.describe_images = describe_images  # type: ignore[method-assign]
+        images = _with_shared(
+            self._get_param("ImageIds", []),
+            filters,
+            own=own,
+            is_own=lambda i: i in backend.amis or i in backend.deleted_amis,
+            shared=shared,
+            exists=shared,
+            not_found=InvalidAMIIdError,
+            keep=lambda a: not owners or a.owner_id in owners,
+        )
+        return ActionResult({"Images": images})
 
 
 def patch_copy_image() -> None:
@@ -193,10 +238,8 @@ def patch_copy_image() -> None:
     from moto.ec2.responses.amis import AmisResponse
     from moto.ec2.utils import random_ami_id
 
-    if getattr(AmisResponse.copy_image, "_threetier_patched", False):
-        return
-
-    def copy_image(self: Any) -> Any:
+    @_replaces(AmisResponse, "copy_image")
+    def copy_image(_original: Callable[[Any], Any], self: Any) -> Any:
         _settle()
         me, region = self.current_account, self.region
         source_id = self._get_param("SourceImageId")
@@ -233,56 +276,39 @@ def patch_copy_image() -> None:
         _PENDING[(me, region, copy.id)] = time.monotonic() + COPY_SECONDS
         return ActionResult({"ImageId": copy.id})
 
-    copy_image._threetier_patched = True  # type: ignore[attr-defined]
-    AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
-
 
 def patch_describe_snapshots() -> None:
     from moto.core.responses import ActionResult
     from moto.ec2.exceptions import InvalidSnapshotIdError
     from moto.ec2.responses.elastic_block_store import ElasticBlockStore
-    from moto.ec2.utils import generic_filter
 
-    if getattr(ElasticBlockStore.describe_snapshots, "_threetier_patched", False):
-        return
-    original = ElasticBlockStore.describe_snapshots
-
-    @functools.wraps(original)
-    def describe_snapshots(self: Any) -> Any:
+    @_replaces(ElasticBlockStore, "describe_snapshots")
+    def describe_snapshots(original: Callable[[Any], Any], self: Any) -> Any:
         ids = self._get_param("SnapshotIds", [])
         restorable = self._get_param("RestorableByUserIds", [])
         if not ids and not restorable:
             return original(self)
-        me, region = self.current_account, self.region
         backend = self.ec2_backend
         filters = self._filters_from_querystring()
-        shared, every = shared_snapshots(me, region)
-        if ids:
-            mine = [i for i in ids if i in backend.snapshots]
-            if any(i not in mine and i not in every for i in ids):
-                raise InvalidSnapshotIdError()
-            own = backend.describe_snapshots(snapshot_ids=mine, filters=filters) if mine else []
-            theirs = [shared[i] for i in ids if i in shared]
-        else:
-            own = backend.describe_snapshots(filters=filters)
-            theirs = list(shared.values())
-        views = [_untagged(s) for s in theirs]
-        if filters:
-            views = list(generic_filter(filters, views))
-        return ActionResult({"Snapshots": list(own) + views})
-
-    describe_snapshots._threetier_patched = True  # type: ignore[attr-defined]
-    ElasticBlockStore.describe_snapshots = describe_snapshots  # type: ignore[method-assign]
+        shared, every = shared_snapshots(self.current_account, self.region)
+        snapshots = _with_shared(
+            ids,
+            filters,
+            own=lambda mine: backend.describe_snapshots(snapshot_ids=mine, filters=filters),
+            is_own=lambda i: i in backend.snapshots,
+            shared=shared,
+            exists=every,
+            not_found=lambda _missing: InvalidSnapshotIdError(),
+        )
+        return ActionResult({"Snapshots": snapshots})
 
 
 def patch_reset_snapshot_attribute() -> None:
     from moto.core.responses import EmptyResult
     from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 
-    if getattr(ElasticBlockStore.reset_snapshot_attribute, "_threetier_patched", False):
-        return
-
-    def reset_snapshot_attribute(self: Any) -> Any:
+    @_replaces(ElasticBlockStore, "reset_snapshot_attribute")
+    def reset_snapshot_attribute(_original: Callable[[Any], Any], self: Any) -> Any:
         snapshot = self.ec2_backend.get_snapshot(self._get_param("SnapshotId"))
         if self._get_param("Attribute") != "createVolumePermission":
             raise NotImplementedError(
@@ -292,9 +318,6 @@ def patch_reset_snapshot_attribute() -> None:
         snapshot.create_volume_permission_userids.clear()
         snapshot.create_volume_permission_groups.clear()
         return EmptyResult()
-
-    reset_snapshot_attribute._threetier_patched = True  # type: ignore[attr-defined]
-    ElasticBlockStore.reset_snapshot_attribute = reset_snapshot_attribute  # type: ignore[method-assign]
 
 
 def patch() -> None:
