@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from motoserver import Moto, moto_server
-from recorder import Recording
+from recorder import EMULATOR_VARS, Recording
 
 # the emulator's switch, named where the emulator reads it
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
@@ -180,27 +180,38 @@ def certificate(arn: str) -> tuple[str, str]:
     return ("-e", f"aws_load_balancers_certificate_arn={arn}")
 
 
-# The whole control plane as the production environment in eu-west-1 (the
-# production profile's protections, inventories/production/aws_ec2.yml), on
-# the local inventory against the session's moto.
+# The whole control plane as the production environment: the real
+# production inventory (inventories/production: its group_vars, production's
+# profile, one NAT gateway per AZ, the interface endpoints, eu-west-1 and its
+# EC2 inventory) against the session's moto. Only what an operator must set
+# there differs: the emulator (its switch, the local inventory's file, as
+# extra vars), the buckets' names (the shipped ones are placeholders the
+# pre-flight refuses) and the certificate.
 PRODUCTION_REGION = "eu-west-1"
 PRODUCTION = "threetier-production"
+PRODUCTION_INVENTORY = "inventories/production"
+EMULATOR = ("-e", EMULATOR_VARS)
+PRODUCTION_ARTIFACTS = "threetier-production-test-artifacts"
+PRODUCTION_SSM_BUCKET = "threetier-production-test-ssm"
 # The external ALB's certificate: an IAM server certificate, which an ALB
 # takes as it takes an ACM one, because its ARN is known before the session's
 # moto exists (an ACM ARN carries a random id); the production fixture uploads
 # it. test_provision_staging gives a balancer an ACM certificate.
 PRODUCTION_CERTIFICATE = "arn:aws:iam::123456789012:server-certificate/threetier-production-test"
 PRODUCTION_EXTRA = (
+    *EMULATOR,
     "-e",
-    "threetier_environment=production",
+    f"aws_artifacts_bucket_name={PRODUCTION_ARTIFACTS}",
     "-e",
-    f"aws_region={PRODUCTION_REGION}",
-    # the local inventory skips the final snapshot; production takes one
-    "-e",
-    "aws_database_skip_final_snapshot=false",
+    f"ansible_aws_ssm_bucket_name={PRODUCTION_SSM_BUCKET}",
     # production serves HTTPS (the pre-flight refuses it without a certificate)
     *certificate(PRODUCTION_CERTIFICATE),
 )
+
+
+def production_playbook(kit: Kit, playbook: str, *more: str) -> Run:
+    """A kit playbook on the production inventory, against the session's moto."""
+    return kit.playbook(playbook, *PRODUCTION_EXTRA, *more, inventory=PRODUCTION_INVENTORY)
 
 
 @dataclass
@@ -221,6 +232,6 @@ def production(kit, moto) -> Provisioned:
         CertificateBody="-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----",
         PrivateKey="-----BEGIN PRIVATE KEY-----\n(test)\n-----END PRIVATE KEY-----",
     )
-    run = kit.playbook("site.yml", *PRODUCTION_EXTRA)  # recorded, as every kit playbook
+    run = production_playbook(kit, "site.yml")  # recorded, as every kit playbook
     assert run.rc == 0, run.output[-6000:] + "\n" + moto.log_tail()
     return Provisioned(run=run, recording=run.recording)

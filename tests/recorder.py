@@ -45,6 +45,19 @@ def _api(moto, path: str) -> bytes:
         return resp.read()
 
 
+# The local inventory's emulator switch (aws_emulator), which the tests also
+# pass as extra vars to run the real inventories against moto
+EMULATOR_VARS = "@inventories/local/group_vars/aws_control/emulator.yml"
+
+
+def takes_emulator_paths(inventory: str, extra: tuple[str, ...]) -> bool:
+    """Whether the run took the kit's emulator paths (aws_emulator true): the
+    local inventory unless told otherwise, or another with the switch's file."""
+    if "aws_emulator=false" in extra:
+        return False
+    return inventory == "inventories/local" or EMULATOR_VARS in extra
+
+
 def run_region(inventory: str, extra: tuple[str, ...]) -> str:
     for value in extra:
         m = re.fullmatch(r"aws_region=(\S+)", value)
@@ -114,7 +127,7 @@ class Recording:
             args=list(extra),
             inventory=inventory,
             region=run_region(inventory, extra),
-            emulator=inventory == "inventories/local" and "aws_emulator=false" not in extra,
+            emulator=takes_emulator_paths(inventory, extra),
         )
 
     def __enter__(self) -> RecordedRun:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PRODUCTION, PRODUCTION_EXTRA, PRODUCTION_REGION, ROOT
+from conftest import PRODUCTION, PRODUCTION_REGION, ROOT, production_playbook
 from iam_policies import judge, recorded_requests
 from recorder import RUNS
 
@@ -36,7 +36,7 @@ def recorded_site(kit, moto, production):
         Filters=[{"Name": "tag:Name", "Values": [f"{PREFIX}-vpc"]}]
     )["Vpcs"]
     if not vpcs:
-        again = kit.playbook("site.yml", *PRODUCTION_EXTRA)
+        again = production_playbook(kit, "site.yml")
         assert again.rc == 0, again.output[-4000:]
     return moto, production.recording
 

@@ -1,9 +1,10 @@
-"""The whole control plane against a real moto server: site.yml on the local
-inventory (as the `production` environment in eu-west-1, so the production
-profile's protections and inventories/production/aws_ec2.yml apply), every
-resource checked through boto3 against the issue's numbers, a second run
-with nothing to change, drift repaired, the production dynamic inventory,
-and teardown (refused without confirmation, then complete)."""
+"""The whole control plane against a real moto server: site.yml on the real
+production inventory (inventories/production: its group_vars, production's
+profile, one NAT gateway per AZ, the interface endpoints; only the emulator,
+the buckets' names and the certificate given as extra vars), every resource
+checked through boto3 against the issue's numbers, a second run with
+nothing to change, drift repaired, the production dynamic inventory, and
+teardown (refused without confirmation, then complete)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,25 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PRODUCTION, PRODUCTION_CERTIFICATE, PRODUCTION_EXTRA, PRODUCTION_REGION
+from conftest import (
+    PRODUCTION,
+    PRODUCTION_ARTIFACTS,
+    PRODUCTION_CERTIFICATE,
+    PRODUCTION_REGION,
+    PRODUCTION_SSM_BUCKET,
+    production_playbook,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = PRODUCTION_REGION
 ENV = "production"
 P = PRODUCTION
-# the target groups' checks and draining the local inventory sets
-LOCAL_LB = yaml.safe_load(
-    (ROOT / "inventories/local/group_vars/all/load_balancers.yml").read_text()
-)
-# the local inventory's Auto Scaling timings (an instance boots in seconds)
-LOCAL_ASG = yaml.safe_load((ROOT / "inventories/local/group_vars/all/autoscaling.yml").read_text())
-EXTRA = PRODUCTION_EXTRA
-# the SSM connection's transfer bucket, as the local inventory names it
-# (group_vars/aws_control/main.yml: after the environment)
-SSM_BUCKET = f"{P}-ssm-transfer"
+# the target groups' checks and draining, and the Auto Scaling timings:
+# the roles' defaults, which the production inventory keeps
+LB = yaml.safe_load((ROOT / "roles/aws_load_balancers/defaults/main.yml").read_text())
+ASG = yaml.safe_load((ROOT / "roles/aws_autoscaling/defaults/main.yml").read_text())
+# the SSM connection's transfer bucket (the run names it)
+SSM_BUCKET = PRODUCTION_SSM_BUCKET
 RUNS = []  # every run's output, for the password check
 
 
@@ -95,12 +99,18 @@ def test_network(aws, vpc):
         for n in ec2.describe_nat_gateways()["NatGateways"]
         if n["VpcId"] == vid and n["State"] == "available"
     ]
-    assert [n["SubnetId"] for n in nats] == [sid["public-a"]], "one NAT gateway, in public-a"
-    allocation = nats[0]["NatGatewayAddresses"][0].get("AllocationId")
-    assert allocation
-    # tagged, so a teardown stopped after the NAT gateway went still finds it
-    (address,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
-    assert {t["Key"]: t["Value"] for t in address.get("Tags", [])}["Name"] == f"{P}-nat-public-a"
+    # production's inventory: one NAT gateway per AZ (an AZ's outage leaves
+    # the other AZ its egress)
+    nat_in = {n["SubnetId"]: n for n in nats}
+    assert sorted(nat_in) == sorted([sid["public-a"], sid["public-b"]]), "a NAT gateway per AZ"
+    assert len(nats) == 2
+    for side in "ab":
+        allocation = nat_in[sid[f"public-{side}"]]["NatGatewayAddresses"][0].get("AllocationId")
+        assert allocation
+        # tagged, so a teardown stopped after the NAT gateway went still finds it
+        (address,) = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+        tags = {t["Key"]: t["Value"] for t in address.get("Tags", [])}
+        assert tags["Name"] == f"{P}-nat-public-{side}"
 
     tables = by_name(
         ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vid]}])["RouteTables"]
@@ -117,13 +127,32 @@ def test_network(aws, vpc):
     pub, pa, pb = tables[f"{P}-public"], tables[f"{P}-private-a"], tables[f"{P}-private-b"]
     assert default_route(pub) == igws[0]["InternetGatewayId"]
     assert subnets_of(pub) == sorted([sid["public-a"], sid["public-b"]])
-    assert default_route(pa) == default_route(pb) == nats[0]["NatGatewayId"]
+    assert default_route(pa) == nat_in[sid["public-a"]]["NatGatewayId"]
+    assert default_route(pb) == nat_in[sid["public-b"]]["NatGatewayId"]
     assert subnets_of(pa) == sorted([sid["app-a"], sid["db-a"]])
     assert subnets_of(pb) == sorted([sid["app-b"], sid["db-b"]])
     eps = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vid]}])["VpcEndpoints"]
     s3 = [e for e in eps if e["ServiceName"] == f"com.amazonaws.{REGION}.s3"]
     assert len(s3) == 1
     assert sorted(s3[0]["RouteTableIds"]) == sorted([pa["RouteTableId"], pb["RouteTableId"]])
+    # production's inventory: the instances reach SSM and Secrets Manager
+    # through interface endpoints in the app subnets, HTTPS from the VPC only
+    interface = {
+        e["ServiceName"].removeprefix(f"com.amazonaws.{REGION}."): e
+        for e in eps
+        if e["VpcEndpointType"] == "Interface" and e["State"] != "deleted"
+    }
+    assert sorted(interface) == sorted(["ssm", "ssmmessages", "ec2messages", "secretsmanager"])
+    (group,) = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"{P}-endpoints"]}]
+    )["SecurityGroups"]
+    assert [
+        (r["IpProtocol"], r["FromPort"], r["ToPort"], r["IpRanges"][0]["CidrIp"])
+        for r in group["IpPermissions"]
+    ] == [("tcp", 443, 443, "10.0.0.0/16")]
+    for e in interface.values():
+        assert sorted(e["SubnetIds"]) == sorted([sid["app-a"], sid["app-b"]])
+        assert [g["GroupId"] for g in e["Groups"]] == [group["GroupId"]]
 
 
 def test_security_groups_chain_exactly(aws, vpc):
@@ -197,15 +226,10 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         tg = tgs[name]
         assert (tg["Protocol"], tg["Port"], tg["VpcId"]) == ("HTTP", port, vpc["VpcId"])
         assert tg["HealthCheckPath"] == "/healthz"
-        # the local inventory's values (faster checks than the role's defaults)
-        assert (
-            tg["HealthCheckIntervalSeconds"] == LOCAL_LB["aws_load_balancers_health_check_interval"]
-        )
-        assert (
-            tg["HealthCheckTimeoutSeconds"] == LOCAL_LB["aws_load_balancers_health_check_timeout"]
-        )
-        assert tg["HealthyThresholdCount"] == LOCAL_LB["aws_load_balancers_healthy_threshold"]
-        assert tg["UnhealthyThresholdCount"] == LOCAL_LB["aws_load_balancers_unhealthy_threshold"]
+        assert tg["HealthCheckIntervalSeconds"] == LB["aws_load_balancers_health_check_interval"]
+        assert tg["HealthCheckTimeoutSeconds"] == LB["aws_load_balancers_health_check_timeout"]
+        assert tg["HealthyThresholdCount"] == LB["aws_load_balancers_healthy_threshold"]
+        assert tg["UnhealthyThresholdCount"] == LB["aws_load_balancers_unhealthy_threshold"]
         assert tg["Matcher"]["HttpCode"] == "200"
         attrs = {
             a["Key"]: a["Value"]
@@ -214,7 +238,7 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
             ]
         }
         assert attrs["deregistration_delay.timeout_seconds"] == str(
-            LOCAL_LB["aws_load_balancers_deregistration_delay"]
+            LB["aws_load_balancers_deregistration_delay"]
         )
         assert attrs["slow_start.duration_seconds"] == "30"
     # production serves HTTPS: 443 with the certificate and a TLS 1.3/1.2
@@ -308,8 +332,8 @@ def test_launch_templates_and_instance_profiles(aws, albs):
         check_agent_policy(policies["cloudwatch-agent"], tier, secret["ARN"].split(":")[4])
         reads = policies["read-artifacts"]["Statement"]
         assert {r for s in reads for r in s["Resource"]} == {
-            "arn:aws:s3:::threetier-local-artifacts",
-            "arn:aws:s3:::threetier-local-artifacts/*",
+            f"arn:aws:s3:::{PRODUCTION_ARTIFACTS}",
+            f"arn:aws:s3:::{PRODUCTION_ARTIFACTS}/*",
         }
         if tier == "app":
             (stmt,) = policies["read-db-secret"]["Statement"]
@@ -399,7 +423,7 @@ def test_autoscaling_groups(aws, first_run, vpc):
         assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (2, 2, 4)
         assert sorted(g["VPCZoneIdentifier"].split(",")) == app_subnets
         assert g["HealthCheckType"] == "ELB"
-        assert g["HealthCheckGracePeriod"] == LOCAL_ASG["aws_autoscaling_health_check_grace_period"]
+        assert g["HealthCheckGracePeriod"] == ASG["aws_autoscaling_health_check_grace_period"]
         tg = elb.describe_target_groups(Names=[f"{P}-{tier}"])["TargetGroups"][0]
         assert g["TargetGroupARNs"] == [tg["TargetGroupArn"]]
         assert g["LaunchTemplate"]["LaunchTemplateName"] == f"{P}-{tier}"
@@ -462,7 +486,7 @@ def test_database_and_secret(aws, first_run):
 
 def test_bucket_topic_and_alarms(aws, first_run):
     s3 = aws("s3")
-    bucket = "threetier-local-artifacts"
+    bucket = PRODUCTION_ARTIFACTS
     assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
@@ -542,7 +566,7 @@ def test_ssm_transfer_bucket(aws, first_run):
             assert SSM_BUCKET not in json.dumps(doc), (tier, name)
     # the artifact bucket has no expiry (its objects are the releases)
     with pytest.raises(s3.exceptions.ClientError, match="NoSuchLifecycleConfiguration"):
-        lifecycle_rules(s3, "threetier-local-artifacts")
+        lifecycle_rules(s3, PRODUCTION_ARTIFACTS)
 
 
 def test_run_prints_what_the_operator_needs(first_run, albs, aws):
@@ -565,7 +589,7 @@ def test_a_propagating_instance_profile_is_waited_for(first_run, moto):
 
 
 def test_second_run_changes_nothing(kit, first_run):
-    run = kit.playbook("site.yml", *EXTRA)
+    run = production_playbook(kit, "site.yml")
     RUNS.append(run)
     assert run.rc == 0, run.output[-4000:]
     assert run.recap()["changed"] == 0, run.output[-8000:]
@@ -636,7 +660,7 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         Bucket=SSM_BUCKET,
         LifecycleConfiguration={"Rules": [dict(rule, Expiration={"Days": 30})]},
     )
-    run = kit.playbook("site.yml", *EXTRA)
+    run = production_playbook(kit, "site.yml")
     RUNS.append(run)
     assert run.rc == 0, run.output[-4000:]
     assert run.recap()["changed"] >= 4
@@ -657,7 +681,7 @@ def test_drift_is_repaired(kit, aws, first_run, vpc):
         == 4
     )
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
-    assert tg["HealthCheckIntervalSeconds"] == LOCAL_LB["aws_load_balancers_health_check_interval"]
+    assert tg["HealthCheckIntervalSeconds"] == LB["aws_load_balancers_health_check_interval"]
     attrs = {
         a["Key"]: a["Value"]
         for a in elb.describe_target_group_attributes(TargetGroupArn=tg["TargetGroupArn"])[
@@ -693,7 +717,7 @@ def test_password_never_in_any_output(aws, first_run):
 
 
 def test_teardown_refuses_production_without_confirmation(kit, aws, first_run):
-    run = kit.playbook("teardown.yml", *EXTRA)
+    run = production_playbook(kit, "teardown.yml")
     assert run.rc != 0
     assert "aws_teardown_confirm" in run.output
     assert aws("ec2").describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{P}-vpc"]}])["Vpcs"]
@@ -715,7 +739,7 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
         if nat["State"] != "deleted":
             ec2.delete_nat_gateway(NatGatewayId=nat["NatGatewayId"])
     assert ec2.describe_addresses()["Addresses"], "the address outlives its NAT gateway"
-    run = kit.playbook("teardown.yml", *EXTRA, "-e", f"aws_teardown_confirm={P}")
+    run = production_playbook(kit, "teardown.yml", "-e", f"aws_teardown_confirm={P}")
     RUNS.append(run)
     assert run.rc == 0, run.output[-6000:]
     # the balancers' deletion protection is lifted, then they are removed (the
@@ -764,7 +788,7 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     assert not [
         b
         for b in aws("s3").list_buckets()["Buckets"]
-        if b["Name"] in ("threetier-local-artifacts", SSM_BUCKET)
+        if b["Name"] in (PRODUCTION_ARTIFACTS, SSM_BUCKET)
     ]
     assert not [
         t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")
@@ -774,6 +798,6 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"].startswith(f"{P}-db-final") for s in snaps] == [True]
     # a second teardown finds nothing to do
-    again = kit.playbook("teardown.yml", *EXTRA, "-e", f"aws_teardown_confirm={P}")
+    again = production_playbook(kit, "teardown.yml", "-e", f"aws_teardown_confirm={P}")
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0

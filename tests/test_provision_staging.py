@@ -1,8 +1,12 @@
-"""A second environment beside the first: staging with the dev profile (one
-instance per tier, single-AZ database, no deletion protection), found by the
-staging dynamic inventory, whose SSM transfer bucket and session-manager-plugin
-the pre-flight checks; HTTPS (an ACM certificate) once a certificate is given;
-the bastion (on in this environment's site.yml run; off removes it)."""
+"""The real staging and dev inventories against the emulator (their own
+group_vars; only the emulator, the buckets' names and what a test turns on
+given as extra vars): staging's profile (2/2/4 per tier, Multi-AZ database,
+no deletion protection), found by the staging dynamic inventory, whose SSM
+transfer bucket and session-manager-plugin the pre-flight checks; HTTPS (an
+ACM certificate) once a certificate is given; the bastion (on in staging's
+site.yml run; off removes it); a second run with nothing to change. Dev's
+profile (1/1/2, single-AZ), its second run, and its teardown without a
+confirmation (production's needs one: test_provision.py)."""
 
 from __future__ import annotations
 
@@ -10,23 +14,21 @@ import os
 import shutil
 
 import pytest
-from conftest import ANY_AMI, assert_refused, certificate
+from conftest import ANY_AMI, EMULATOR, assert_refused, certificate
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 REGION = "eu-west-1"
 ENV = "staging"
 P = f"threetier-{ENV}"
+INVENTORY = "inventories/staging"
 BUCKET = ("-e", "aws_artifacts_bucket_name=threetier-staging-test-artifacts")
-EXTRA = (
-    "-e",
-    f"threetier_environment={ENV}",
-    "-e",
-    "threetier_profile=dev",
-    "-e",
-    f"aws_region={REGION}",
-    *BUCKET,
-)
+# the emulator and the buckets' names: what an operator sets in group_vars
+EXTRA = (*EMULATOR, *BUCKET, "-e", "ansible_aws_ssm_bucket_name=threetier-staging-test-ssm")
+
+
+def staging_playbook(kit, playbook: str, *more: str):
+    return kit.playbook(playbook, *EXTRA, *more, inventory=INVENTORY)
 
 
 # The bastion on (roles/aws_bastion): SSH from the operator's address only.
@@ -52,29 +54,46 @@ def staging(kit, moto):
         .public_key()
         .public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH),
     )
-    run = kit.playbook("site.yml", *EXTRA, *BASTION)
+    run = staging_playbook(kit, "site.yml", *BASTION)
     assert run.rc == 0, run.output[-6000:]
     return run
 
 
-def test_dev_profile_sizes(staging, moto):
+def assert_profile(moto, prefix: str, sizes: tuple[int, int, int], multi_az: bool) -> None:
+    """An environment's profile numbers: each tier's group sizes and its
+    instances, the database's Multi-AZ, no deletion protection (production's
+    profile only) on the database and the balancers."""
     asg = moto.client("autoscaling", REGION)
     for tier in ("web", "app"):
-        (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
+        (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{prefix}-{tier}"])[
             "AutoScalingGroups"
         ]
-        assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == (1, 1, 2)
-        assert len(g["Instances"]) == 1
-    db = moto.client("rds", REGION).describe_db_instances(DBInstanceIdentifier=f"{P}-db")[
+        assert (g["MinSize"], g["DesiredCapacity"], g["MaxSize"]) == sizes
+        assert len(g["Instances"]) == sizes[1]
+    db = moto.client("rds", REGION).describe_db_instances(DBInstanceIdentifier=f"{prefix}-db")[
         "DBInstances"
     ][0]
-    assert db["MultiAZ"] is False
+    assert db["MultiAZ"] is multi_az
     assert db["DeletionProtection"] is False
-    # no deletion protection on the balancers either (production's profile only)
     elb = moto.client("elbv2", REGION)
-    for lb in elb.describe_load_balancers(Names=[f"{P}-ext", f"{P}-int"])["LoadBalancers"]:
+    names = [f"{prefix}-ext", f"{prefix}-int"]
+    for lb in elb.describe_load_balancers(Names=names)["LoadBalancers"]:
         attrs = elb.describe_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"])
         assert {"Key": "deletion_protection.enabled", "Value": "false"} in attrs["Attributes"]
+
+
+def test_staging_profile(staging, moto):
+    assert_profile(moto, P, (2, 2, 4), multi_az=True)
+
+
+def test_second_run_changes_nothing(staging, kit, moto):
+    """The whole site.yml again, the bastion on: nothing to change (before
+    the certificate test below gives the balancer HTTPS)."""
+    before = [b["InstanceId"] for b in _bastions(moto)]
+    again = staging_playbook(kit, "site.yml", *BASTION)
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0, again.output[-4000:]
+    assert [b["InstanceId"] for b in _bastions(moto)] == before
 
 
 def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
@@ -84,15 +103,14 @@ def test_staging_inventory_lists_the_asg_instances(staging, kit, moto):
         (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[f"{P}-{tier}"])[
             "AutoScalingGroups"
         ]
-        (instance,) = [i["InstanceId"] for i in g["Instances"]]
-        assert groups[f"tier_{tier}"] == {instance}, graph
+        assert groups[f"tier_{tier}"] == {i["InstanceId"] for i in g["Instances"]}, graph
     assert "env_staging" in groups
     assert "env_production" not in graph
 
 
 def test_ssm_transfer_bucket_is_checked_once_there_are_instances(staging, kit, moto):
-    """SSM's transfer bucket (group_vars/aws_ec2/connection.yml) is read from
-    the instances the staging inventory lists: its shipped placeholder stops
+    """SSM's transfer bucket (group_vars/all/ssm.yml, read by the instances'
+    connection and the control host alike): its shipped placeholder stops
     any playbook's pre-flight (a release's too) before it reaches them."""
     run = kit.playbook("preflight.yml", *BUCKET, *ANY_AMI, inventory="inventories/staging")
     assert_refused(
@@ -105,7 +123,7 @@ def test_ssm_transfer_bucket_is_checked_once_there_are_instances(staging, kit, m
 def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     acm = moto.client("acm", REGION)
     cert = acm.request_certificate(DomainName="taskboard.example.org")["CertificateArn"]
-    run = kit.playbook("load_balancers.yml", *EXTRA, *certificate(cert))
+    run = staging_playbook(kit, "load_balancers.yml", *certificate(cert))
     assert run.rc == 0, run.output[-4000:]
     elb = moto.client("elbv2", REGION)
     (lb,) = elb.describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"]
@@ -125,7 +143,7 @@ def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     assert [c["CertificateArn"] for c in https["Certificates"]] == [cert]
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
     assert https["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
-    again = kit.playbook("load_balancers.yml", *EXTRA, *certificate(cert))
+    again = staging_playbook(kit, "load_balancers.yml", *certificate(cert))
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0, again.output[-4000:]
 
@@ -233,18 +251,10 @@ def test_bastion_on_ssh_from_the_operator_only(staging, moto):
     assert f"(SSH from {OPERATOR} only)" in staging.output
 
 
-def test_bastion_second_run_changes_nothing(staging, kit, moto):
-    before = [b["InstanceId"] for b in _bastions(moto)]
-    again = kit.playbook("site.yml", *EXTRA, *BASTION, *BASTION_LAYERS)
-    assert again.rc == 0, again.output[-4000:]
-    assert again.recap()["changed"] == 0, again.output[-4000:]
-    assert [b["InstanceId"] for b in _bastions(moto)] == before
-
-
 def test_bastion_refuses_ssh_from_anywhere(staging, kit, moto):
     before = _groups(moto)[f"{P}-bastion"]["IpPermissions"]
-    run = kit.playbook(
-        "site.yml", *EXTRA, *BASTION, "-e", "aws_bastion_operator_cidr=0.0.0.0/0", *BASTION_LAYERS
+    run = staging_playbook(
+        kit, "site.yml", *BASTION, "-e", "aws_bastion_operator_cidr=0.0.0.0/0", *BASTION_LAYERS
     )
     assert_refused(run, "aws_bastion: on (aws_bastion_enabled), it needs aws_bastion_operator_cidr")
     assert "never 0.0.0.0/0" in run.output
@@ -256,33 +266,56 @@ def test_bastion_removed_by_teardown_and_off(staging, kit, moto):
     still named by the web and app groups there, goes with them), then
     site.yml with the bastion off: the groups lose their SSH rules and the
     group left from before goes; a second run changes nothing."""
-    teardown = kit.playbook("teardown.yml", *EXTRA, "--tags", "aws_preflight,aws_state,aws_bastion")
+    teardown = staging_playbook(
+        kit, "teardown.yml", "--tags", "aws_preflight,aws_state,aws_bastion"
+    )
     assert teardown.rc == 0, teardown.output[-4000:]
     assert _bastions(moto) == []
-    off = kit.playbook("site.yml", *EXTRA, *BASTION_LAYERS)
+    off = staging_playbook(kit, "site.yml", *BASTION_LAYERS)
     assert off.rc == 0, off.output[-4000:]
     groups = _groups(moto)
     assert f"{P}-bastion" not in groups
     for tier in ("web", "app"):
         assert _ssh_rules(groups[f"{P}-{tier}"]) == [], tier
-    again = kit.playbook("site.yml", *EXTRA, *BASTION_LAYERS)
+    again = staging_playbook(kit, "site.yml", *BASTION_LAYERS)
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0, again.output[-4000:]
 
 
-def test_non_production_teardown_needs_no_confirmation(kit, moto):
-    """The confirmation guards production only. (The staging resources stay:
-    the session's moto server goes with them; production's full teardown is
-    tested in test_provision.py, this keeps the module's time down.)"""
-    run = kit.playbook(
-        "teardown.yml", "-e", "threetier_environment=dev", "-e", "threetier_profile=dev"
-    )
-    assert run.rc == 0, run.output[-4000:]
-    assert "aws_teardown_confirm" not in run.output
-    # (other modules of the session may have left dev resources, e.g. the
-    # global IAM roles: the first run removes them; a second changes nothing)
-    again = kit.playbook(
-        "teardown.yml", "-e", "threetier_environment=dev", "-e", "threetier_profile=dev"
-    )
+DEV = "threetier-dev"
+DEV_EXTRA = (
+    *EMULATOR,
+    "-e",
+    "aws_artifacts_bucket_name=threetier-dev-test-artifacts",
+    "-e",
+    "ansible_aws_ssm_bucket_name=threetier-dev-test-ssm",
+)
+
+
+def dev_playbook(kit, playbook: str, *more: str):
+    return kit.playbook(playbook, *DEV_EXTRA, *more, inventory="inventories/dev")
+
+
+def test_dev_inventory_provisions_again_unchanged_and_tears_down(kit, moto):
+    """The dev inventory as shipped (its profile: one instance per tier,
+    single-AZ database), a second run with nothing to change, and teardown
+    without a confirmation (production's needs one), complete: a second
+    teardown changes nothing."""
+    run = dev_playbook(kit, "site.yml")
+    assert run.rc == 0, run.output[-6000:]
+    assert_profile(moto, DEV, (1, 1, 2), multi_az=False)
+    again = dev_playbook(kit, "site.yml")
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0, again.output[-4000:]
+    down = dev_playbook(kit, "teardown.yml")
+    assert down.rc == 0, down.output[-4000:]
+    assert "aws_teardown_confirm" not in down.output
+    ec2 = moto.client("ec2", REGION)
+    assert not ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [f"{DEV}-vpc"]}])["Vpcs"]
+    groups = moto.client("autoscaling", REGION).describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert not [g for g in groups if g["AutoScalingGroupName"].startswith(DEV)]
+    buckets = [b["Name"] for b in moto.client("s3", REGION).list_buckets()["Buckets"]]
+    assert not [b for b in buckets if b.startswith(DEV)]
+    gone = dev_playbook(kit, "teardown.yml")
+    assert gone.rc == 0, gone.output[-4000:]
+    assert gone.recap()["changed"] == 0, gone.output[-4000:]

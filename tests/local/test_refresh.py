@@ -124,12 +124,15 @@ def broken_app_image(base: str) -> str:
     ref = f"localhost/threetier-app:{BROKEN}"
     podman("rm", "--force", "--ignore", "tt-test-broken-app")
     podman("create", "--name", "tt-test-broken-app", base, "/bin/true")
-    dropin = ROOT / ".local" / "fleet" / "99-broken.conf"
-    dropin.parent.mkdir(parents=True, exist_ok=True)
+    # the unit's drop-in directory, copied whole: the image may have none yet
+    dropins = ROOT / ".local" / "fleet" / "broken" / "taskboard.service.d"
+    dropins.mkdir(parents=True, exist_ok=True)
     # the service starts (the user data's restart succeeds) but never listens
-    dropin.write_text("[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n")
+    (dropins / "99-broken.conf").write_text(
+        "[Service]\nType=simple\nExecStart=\nExecStart=/bin/sleep infinity\n"
+    )
     try:
-        podman("cp", str(dropin), "tt-test-broken-app:/etc/systemd/system/taskboard.service.d/")
+        podman("cp", str(dropins), "tt-test-broken-app:/etc/systemd/system/")
         podman("commit", "--quiet", "tt-test-broken-app", ref, timeout=300)
     finally:
         podman("rm", "--force", "--ignore", "tt-test-broken-app")
