@@ -69,14 +69,13 @@ SERIAL ?= 1
 
 STRATEGY ?= rolling
 # immutable: bake (reused when the release has its AMIs), then app before
-# web as in a rolling release, BATCH instances surged and replaced at a time;
-# on AWS the builders' SSH is open to OPERATOR_CIDR only (your address/32).
+# web as in a rolling release, BATCH instances surged and replaced at a time
+# (on AWS the builders are reached over SSM: no inbound rule, no address to give).
 # BAKE=no releases the AMIs already baked for VERSION (the delivery pipeline
 # bakes once, in dev); PROMOTE_FROM=<account id> first copies the AMIs that
 # account baked and shared into this environment's account (one account per
 # environment: playbooks/ami_promote.yml)
 BATCH ?= 1
-OPERATOR_CIDR ?=
 BAKE ?= yes
 PROMOTE_FROM ?=
 # (the emulator's endpoint only for ENV=local: AWS environments never get it)
@@ -86,7 +85,7 @@ release: setup ## release: make release VERSION=x.y.z [ENV=local] [SERIAL=1|50%]
 ifeq ($(STRATEGY),immutable)
 	@case "$(BAKE)/$(PROMOTE_FROM)" in yes/|no/*) ;; yes/*) echo "release: PROMOTE_FROM copies AMIs baked in another account: give BAKE=no with it" >&2; exit 2;; *) echo "release: BAKE is yes or no, not '$(BAKE)'" >&2; exit 2;; esac
 ifeq ($(BAKE),yes)
-	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION) $(if $(OPERATOR_CIDR),-e aws_image_bake_operator_cidr=$(OPERATOR_CIDR))
+	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/images.yml -e threetier_release=$(VERSION)
 endif
 ifneq ($(PROMOTE_FROM),)
 	$(RELEASE_ENV) ansible-playbook -i inventories/$(ENV) playbooks/ami_promote.yml -e release_version=$(VERSION) -e aws_ami_promote_source_account=$(PROMOTE_FROM)

@@ -19,11 +19,16 @@ from recorder import EMULATOR_VARS, Recording
 
 # the emulator's switch, named where the emulator reads it
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from localaws.emulator_ami_sharing import COPY_SECONDS_ENV
 from localaws.emulator_autoscaling import IAM_PROPAGATION_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 IAM_PROPAGATION_SECONDS = 20
+# A copied AMI stays pending this long (AWS: minutes): test_ami_promote's
+# wait of 1 s must find its copy still pending however slowly a loaded
+# machine runs the promotion's tasks (5 s was once not enough).
+AMI_COPY_SECONDS = 15
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +38,10 @@ def moto(tmp_path_factory) -> Iterator[Moto]:
     # a new instance profile is refused for a group for 20 s, as AWS's IAM
     # propagation does (scripts/localaws/emulator_autoscaling.py): every
     # first provisioning goes through aws_autoscaling's retry of that error
-    env = {IAM_PROPAGATION_ENV: str(IAM_PROPAGATION_SECONDS)}
+    env = {
+        IAM_PROPAGATION_ENV: str(IAM_PROPAGATION_SECONDS),
+        COPY_SECONDS_ENV: str(AMI_COPY_SECONDS),
+    }
     with moto_server(workdir / "moto.log", cwd=workdir, env=env) as server:
         yield server
 

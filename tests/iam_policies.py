@@ -82,6 +82,11 @@ def render_instance_policies(
         aws_emulator=False,
         aws_artifacts_bucket_name=f"{prefix}-artifacts",
         aws_state_current={"secret": {"arn": secret_arn}, "iam_roles": {}},
+        # what tasks/main.yml reads with amazon.aws.aws_caller_info
+        __aws_instance_profiles_caller={
+            "account": ACCOUNT,
+            "arn": f"arn:aws:iam::{ACCOUNT}:user/operator",
+        },
         aws_state_names={
             "prefix": prefix,
             "iam_roles": {"web": f"{prefix}-web", "app": f"{prefix}-app"},

@@ -293,7 +293,7 @@ def test_promotion_refused_when_the_snapshots_are_not_shared(moto, staging, bake
 @pytest.fixture(scope="module")
 def promoted(staging, baked):
     """Web first, by AMI id, with a wait shorter than the copy (the emulator's
-    copy is pending 5 s): the run fails naming the pending copy. Then both
+    copy is pending conftest's AMI_COPY_SECONDS): the run fails naming the pending copy. Then both
     tiers by the baking account: web's pending copy is waited for, app is
     copied and waited for."""
     _, b, _ = staging

@@ -18,6 +18,7 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
+import boto3
 import pytest
 from aws_stack import (
     EXTRA,
@@ -30,7 +31,9 @@ from aws_stack import (
     make_ami,
     tier_images,
 )
-from conftest import ROOT
+from conftest import ROOT, Kit
+from iam_policies import recorded_requests
+from motoserver import moto_server
 
 RELEASE = "9.9.1"
 HEAD_BEFORE = subprocess.run(
@@ -365,13 +368,15 @@ def _builder_run(kit, moto, *extra):
 def test_aws_builders_private_reached_over_ssm(kit, moto, stack):
     """images.yml's AWS builders (builder.yml, against moto): in a private
     subnet, no public IP, a temporary group with no inbound rule at all (no
-    SSH from anywhere), the web tier's instance profile (SSM core), user data
+    SSH from anywhere), the instance profile the operator names instead of
+    the builders' own (here the web tier's, aws_image_bake_builder_instance_profile), user data
     that checks the SSM agent's sha256 before installing it, and each builder
     added to the inventory with the SSM connection and the transfer bucket.
     The temporaries go afterwards (cleanup.yml, as image.yml runs it)."""
     ec2 = moto.client("ec2", REGION)
+    web_profile = ("-e", f"aws_image_bake_builder_instance_profile={P}-web")
     try:
-        run = _builder_run(kit, moto)
+        run = _builder_run(kit, moto, *web_profile)
         assert run.rc == 0, run.output[-5000:]
         found = ec2.describe_instances(
             Filters=[
@@ -440,3 +445,167 @@ def test_aws_builders_over_ssh_need_the_bastion(kit, moto, stack):
         run.output[-3000:]
     )
     assert builders_and_temporaries(moto) == before
+
+
+# --- the first bake of a new account: network.yml, then images.yml ---------
+
+FIRST_BAKE_BUCKET = f"{P}-ssm-transfer"  # the local inventory's aws_ssm_transfer_bucket_name
+ACCOUNT = "123456789012"  # moto's: the operator's
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/threetier-instance-boundary"
+FIRST_BAKE = (
+    *AWS_PATH,
+    "-e",
+    "threetier_release=9.9.96",
+    "-e",
+    f"ansible_aws_ssm_bucket_name={FIRST_BAKE_BUCKET}",
+    "-e",
+    json.dumps({"images_tiers": ["web"], **CLOUDWATCH_AGENT, **SSM_AGENT}),
+    # the builders' configuration needs an SSM session, which moto has not:
+    # the plays on them are left out (no hosts match), so image.yml stops at
+    # "not configured" and removes the temporaries
+    "--limit",
+    "aws_control",
+)
+# what provisions: none of it may be called again once it exists
+PROVISIONING = re.compile(
+    r"^(iam:(Create|Put|Attach|Add|Tag|Update|Untag|Detach|Delete)"
+    r"|s3:(CreateBucket|Put))"
+)
+DEBIAN = "136693071363"  # the base AMI's owner (aws_image_bake_base_ami_owner)
+
+
+def debian_ami(moto) -> str:
+    """A base AMI as AWS has it: owned by Debian's account, which lets the
+    operator's account launch it (the operator policy launches builders from
+    that owner's AMIs only: Ec2LaunchFromBaseImage)."""
+    creds = moto.client("sts", REGION).assume_role(
+        RoleArn=f"arn:aws:iam::{DEBIAN}:role/debian-images", RoleSessionName="debian"
+    )["Credentials"]
+    session = boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=REGION,
+    )
+    ec2 = session.client("ec2", endpoint_url=moto.url)
+    placeholder = ec2.describe_images(Filters=[{"Name": "name", "Values": [PLACEHOLDER]}])[
+        "Images"
+    ][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=placeholder, MinCount=1, MaxCount=1)["Instances"][0][
+        "InstanceId"
+    ]
+    ami = ec2.create_image(InstanceId=iid, Name="debian-12-amd64-20260101-0000")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[iid])
+    ec2.modify_image_attribute(ImageId=ami, LaunchPermission={"Add": [{"UserId": ACCOUNT}]})
+    return ami
+
+
+@pytest.fixture(scope="module")
+def new_account(tmp_path_factory):
+    """A moto of its own (a new account) where only network.yml ran: no
+    database, no secret, no instance profile, no boundary, no bucket; and
+    Debian's base AMI, shared with it as AWS has it."""
+    workdir = tmp_path_factory.mktemp("moto-new-account")
+    with moto_server(workdir / "moto.log", cwd=workdir) as server:
+        kit = Kit(server)
+        run = kit.playbook("network.yml", *EXTRA)
+        assert run.rc == 0, run.output[-5000:]
+        yield kit, server, ("-e", f"aws_image_bake_base_ami_id={debian_ami(server)}")
+
+
+def _builder_launches(moto) -> list[dict]:
+    ec2 = moto.client("ec2", REGION)
+    return [
+        i
+        for r in ec2.describe_instances(
+            Filters=[{"Name": "tag:Purpose", "Values": ["image-builder"]}]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+
+
+def test_first_bake_refuses_a_named_profile_that_does_not_exist(new_account):
+    """A profile the operator names instead of the builders' own must exist:
+    the web tier's does not before site.yml, and nothing is made."""
+    kit, moto, base = new_account
+    run = kit.playbook(
+        "images.yml",
+        *FIRST_BAKE,
+        *base,
+        "-e",
+        f"aws_image_bake_builder_instance_profile={P}-web",
+    )
+    assert run.rc != 0
+    assert f"over SSM the builders run with the instance profile {P}-web" in run.output, run.output[
+        -3000:
+    ]
+    assert "which does not exist: leave aws_image_bake_builder_instance_profile unset" in run.output
+    iam = moto.client("iam")
+    assert iam.list_roles()["Roles"] == []
+    assert iam.list_policies(Scope="Local")["Policies"] == []
+    assert moto.client("s3").list_buckets()["Buckets"] == []
+    assert _builder_launches(moto) == []
+
+
+def test_first_bake_after_network_only(new_account):
+    """network.yml then images.yml is enough on AWS over SSM: the bake makes
+    the SSM transfer bucket and the builders' own instance profile (SSM core
+    alone, within the kit's boundary, no inline policy; no database needed)
+    and launches the builder with it; a second bake makes neither again;
+    teardown.yml removes both."""
+    kit, moto, base = new_account
+    iam, s3 = moto.client("iam"), moto.client("s3", REGION)
+    assert moto.client("secretsmanager", REGION).list_secrets()["SecretList"] == []
+    run = kit.playbook("images.yml", *FIRST_BAKE, *base)
+    # stops where the configuration over SSM would start (see FIRST_BAKE)
+    assert run.rc != 0
+    assert "builder(s) failed while being configured" in run.output, run.output[-5000:]
+    # the launch as the run made it (moto drops a terminated instance's profile)
+    (launch,) = [
+        r.params for r in recorded_requests(run.recording) if r.action == "ec2:RunInstances"
+    ]
+    profile_arn = iam.get_instance_profile(InstanceProfileName=f"{P}-builder")["InstanceProfile"][
+        "Arn"
+    ]
+    assert launch.get("IamInstanceProfile.Arn") == profile_arn, launch
+    (builder,) = _builder_launches(moto)
+    assert builder["State"]["Name"] == "terminated", "the temporaries are gone"
+    role = iam.get_role(RoleName=f"{P}-builder")["Role"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == BOUNDARY_ARN
+    assert (
+        iam.get_policy(PolicyArn=BOUNDARY_ARN)["Policy"]["PolicyName"]
+        == "threetier-instance-boundary"
+    )
+    # SSM core only: nothing inline; the managed AmazonSSMManagedInstanceCore
+    # is AWS's alone (moto has none: the emulator attaches nothing,
+    # roles/aws_instance_profiles), and the boundary caps it anyway
+    assert iam.list_role_policies(RoleName=f"{P}-builder")["PolicyNames"] == []
+    assert iam.list_attached_role_policies(RoleName=f"{P}-builder")["AttachedPolicies"] == []
+    tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=f"{P}-builder")["Tags"]}
+    assert tags["Purpose"] == "image-builder", tags
+    assert tags["Project"] == "threetier", tags
+    (profile,) = iam.list_instance_profiles_for_role(RoleName=f"{P}-builder")["InstanceProfiles"]
+    assert profile["InstanceProfileName"] == f"{P}-builder"
+    # only the builders' profile: the tiers' are site.yml's
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == [f"{P}-builder"]
+    # the transfer bucket, as site.yml makes it (it then finds it as it is)
+    assert FIRST_BAKE_BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    bucket_tags = {
+        t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=FIRST_BAKE_BUCKET)["TagSet"]
+    }
+    assert bucket_tags["Project"] == "threetier"
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=FIRST_BAKE_BUCKET)["Rules"]
+    assert [r["Expiration"]["Days"] for r in rules] == [1]
+
+    again = kit.playbook("images.yml", *FIRST_BAKE, *base)
+    assert "builder(s) failed while being configured" in again.output, again.output[-5000:]
+    made = sorted(
+        {r.action for r in recorded_requests(again.recording) if PROVISIONING.match(r.action)}
+    )
+    assert made == [], f"the second bake provisioned again: {made}"
+
+    gone = kit.playbook("teardown.yml", *EXTRA)
+    assert gone.rc == 0, gone.output[-5000:]
+    assert iam.list_roles()["Roles"] == []
+    assert iam.list_instance_profiles()["InstanceProfiles"] == []
+    assert FIRST_BAKE_BUCKET not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

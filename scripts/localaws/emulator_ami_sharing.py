@@ -38,7 +38,8 @@ import time
 from collections.abc import Callable, Container, Iterable
 from typing import Any
 
-COPY_SECONDS = float(os.environ.get("THREETIER_EMULATOR_AMI_COPY_SECONDS", "5"))
+COPY_SECONDS_ENV = "THREETIER_EMULATOR_AMI_COPY_SECONDS"
+COPY_SECONDS = float(os.environ.get(COPY_SECONDS_ENV, "5"))
 
 #: (account, region, ami id) -> monotonic time the copy becomes available
 _PENDING: dict[tuple[str, str, str], float] = {}
