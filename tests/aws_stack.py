@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import boto3
 import pytest
 
 REGION = "us-west-2"
@@ -35,6 +36,25 @@ TAGS = ",".join(
 )
 PLACEHOLDER = "amzn-ami-hvm-2017.09.1.20171103-x86_64-gp2"
 BASE_IMAGE = "localhost/threetier-base:bookworm"
+
+
+def credential_env(creds: dict) -> dict[str, str]:
+    """An assumed role's credentials (sts AssumeRole) as environment variables."""
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+    }
+
+
+def assumed_session(creds: dict, region: str) -> boto3.Session:
+    """A boto3 session with an assumed role's credentials (another account)."""
+    return boto3.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
 
 
 def ensure_stack(kit, moto) -> None:

@@ -76,29 +76,38 @@ class Run:
         return {k: int(v) for k, v in (p.split("=") for p in line.split()[2:])}
 
 
+def ansible_env() -> dict[str, str]:
+    """The environment the tests run ansible-playbook in: this venv's tools
+    first, the repo's ansible.cfg, plain output, a callback named."""
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    # ansible.cfg's empty `callbacks_enabled =` makes ansible-core 2.21
+    # fail ("A non-empty plugin name is required"); name one explicitly.
+    if not env.get("ANSIBLE_CALLBACKS_ENABLED"):
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.timer"
+    return env
+
+
 class Kit:
     """Runs the kit's playbooks and inventories against the test's moto."""
 
     def __init__(self, moto: Moto):
         self.moto = moto
-        self.env = dict(os.environ)
+        self.env = ansible_env()
         self.env.update(
-            PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
             AWS_ENDPOINT_URL=moto.url,
             AWS_URL=moto.url,
             AWS_ACCESS_KEY_ID="testing",
             AWS_SECRET_ACCESS_KEY="testing",  # moto's documented dummy
             AWS_SESSION_TOKEN="testing",
             AWS_DEFAULT_REGION="us-east-1",
-            ANSIBLE_FORCE_COLOR="0",
             ANSIBLE_NOCOLOR="1",
             PYTHONDONTWRITEBYTECODE="1",
         )
-        # ansible.cfg's empty `callbacks_enabled =` makes ansible-core 2.21
-        # fail ("A non-empty plugin name is required"); name one explicitly.
-        if not self.env.get("ANSIBLE_CALLBACKS_ENABLED"):
-            self.env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.timer"
         for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
             self.env.pop(var, None)
 
@@ -186,6 +195,26 @@ ANY_AMI = ("-e", "aws_launch_templates_ami_id=ami-0123456789abcdef0")
 def certificate(arn: str) -> tuple[str, str]:
     """A run's argument: the external ALB's certificate (HTTPS)."""
     return ("-e", f"aws_load_balancers_certificate_arn={arn}")
+
+
+def assert_https_with_redirect(elb, lb_arn: str, certificate_arn: str, web_group_arn: str):
+    """The external balancer serves HTTPS on 443 (the certificate, a TLS
+    1.3/1.2 policy, forwarding to web) and answers HTTP on 80 with a
+    permanent redirect to it; its listeners by port."""
+    listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]}
+    assert set(listeners) == {80, 443}
+    (redirect,) = listeners[80]["DefaultActions"]
+    assert (listeners[80]["Protocol"], redirect["Type"]) == ("HTTP", "redirect")
+    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
+    assert redirect["RedirectConfig"]["Port"] == "443"
+    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+    https = listeners[443]
+    assert https["Protocol"] == "HTTPS"
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [certificate_arn]
+    (forward,) = https["DefaultActions"]
+    assert forward["TargetGroupArn"] == web_group_arn
+    return listeners
 
 
 # The whole control plane as the production environment: the real

@@ -30,9 +30,15 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
-from aws_stack import bake_args, image_repos, make_ami, tier_images
+from aws_stack import (
+    assumed_session,
+    bake_args,
+    credential_env,
+    image_repos,
+    make_ami,
+    tier_images,
+)
 from conftest import Kit, assert_refused
 
 REGION = "us-east-2"
@@ -65,17 +71,8 @@ def staging(moto):
         RoleArn=f"arn:aws:iam::{STAGING}:role/threetier-staging-operator",
         RoleSessionName="threetier-staging",
     )["Credentials"]
-    keys = {
-        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": creds["SessionToken"],
-    }
-    session = boto3.Session(
-        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=keys["AWS_SESSION_TOKEN"],
-        region_name=REGION,
-    )
+    keys = credential_env(creds)
+    session = assumed_session(creds, REGION)
     ec2 = session.client("ec2", endpoint_url=moto.url)
     who = session.client("sts", endpoint_url=moto.url).get_caller_identity()["Account"]
     assert who == STAGING

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from conftest import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/threetier-base:bookworm"
@@ -53,14 +53,7 @@ def box():
 
 
 def play(box: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_CALLBACKS_ENABLED": os.environ.get("ANSIBLE_CALLBACKS_ENABLED")
-        or "ansible.posix.timer",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = ansible_env()
     return subprocess.run(
         ["ansible-playbook", "-i", f"{box},", "-c", "containers.podman.podman",
          "tests/playbooks/cloudwatch_agent.yml", *extra],

@@ -18,13 +18,13 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 from aws_stack import (
     EXTRA,
     PLACEHOLDER,
     REGION,
     P,
+    assumed_session,
     bake_args,
     ensure_stack,
     image_repos,
@@ -107,13 +107,7 @@ def test_bake_records_one_ami_per_tier_with_tags(moto, first_bake, local_images)
         assert t["LocalImage"] == f"{local_images[tier]}@{local_id}"
         assert mine[0]["State"] == "available"
     # the placeholder instances the records were imaged from are gone
-    left = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:Purpose", "Values": ["image-builder"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
-        ]
-    )["Reservations"]
-    assert left == []
+    assert live_builders(ec2) == []
 
 
 def test_second_bake_reuses_the_amis(kit, moto, first_bake):
@@ -423,13 +417,7 @@ def test_aws_builders_private_reached_over_ssm(kit, moto, stack):
     finally:
         gone = _builder_run(kit, moto, "-e", "image_builder_cleanup=true")
         assert gone.rc == 0, gone.output[-3000:]
-    left = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:Purpose", "Values": ["image-builder"]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
-        ]
-    )["Reservations"]
-    assert left == []
+    assert live_builders(ec2) == []
     assert not ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [f"{P}-image-builder"]}]
     )["SecurityGroups"]
@@ -481,12 +469,7 @@ def debian_ami(moto) -> str:
     creds = moto.client("sts", REGION).assume_role(
         RoleArn=f"arn:aws:iam::{DEBIAN}:role/debian-images", RoleSessionName="debian"
     )["Credentials"]
-    session = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-        region_name=REGION,
-    )
+    session = assumed_session(creds, REGION)
     ec2 = session.client("ec2", endpoint_url=moto.url)
     placeholder = ec2.describe_images(Filters=[{"Name": "name", "Values": [PLACEHOLDER]}])[
         "Images"
@@ -511,6 +494,16 @@ def new_account(tmp_path_factory):
         run = kit.playbook("network.yml", *EXTRA)
         assert run.rc == 0, run.output[-5000:]
         yield kit, server, ("-e", f"aws_image_bake_base_ami_id={debian_ami(server)}")
+
+
+def live_builders(ec2) -> list[dict]:
+    """The image builders not terminated (a bake leaves none)."""
+    return ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:Purpose", "Values": ["image-builder"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
+        ]
+    )["Reservations"]
 
 
 def _builder_launches(moto) -> list[dict]:

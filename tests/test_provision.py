@@ -21,6 +21,7 @@ from conftest import (
     PRODUCTION_CERTIFICATE,
     PRODUCTION_REGION,
     PRODUCTION_SSM_BUCKET,
+    assert_https_with_redirect,
     production_playbook,
 )
 
@@ -243,22 +244,9 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         assert attrs["slow_start.duration_seconds"] == "30"
     # production serves HTTPS: 443 with the certificate and a TLS 1.3/1.2
     # policy forwarding to web, 80 a permanent redirect to it; internal 5000 to app
-    l_ext = {
-        x["Port"]: x
-        for x in elb.describe_listeners(LoadBalancerArn=ext["LoadBalancerArn"])["Listeners"]
-    }
-    assert set(l_ext) == {80, 443}
-    (redirect,) = l_ext[80]["DefaultActions"]
-    assert (l_ext[80]["Protocol"], redirect["Type"]) == ("HTTP", "redirect")
-    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
-    assert redirect["RedirectConfig"]["Port"] == "443"
-    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
-    https = l_ext[443]
-    assert https["Protocol"] == "HTTPS"
-    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
-    assert [c["CertificateArn"] for c in https["Certificates"]] == [PRODUCTION_CERTIFICATE]
-    (forward,) = https["DefaultActions"]
-    assert forward["TargetGroupArn"] == tgs[f"{P}-web"]["TargetGroupArn"]
+    assert_https_with_redirect(
+        elb, ext["LoadBalancerArn"], PRODUCTION_CERTIFICATE, tgs[f"{P}-web"]["TargetGroupArn"]
+    )
     (l_int,) = elb.describe_listeners(LoadBalancerArn=int_["LoadBalancerArn"])["Listeners"]
     assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
     assert l_int["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-app"]["TargetGroupArn"]

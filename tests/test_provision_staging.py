@@ -14,7 +14,7 @@ import os
 import shutil
 
 import pytest
-from conftest import ANY_AMI, EMULATOR, assert_refused, certificate
+from conftest import ANY_AMI, EMULATOR, assert_https_with_redirect, assert_refused, certificate
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -127,22 +127,8 @@ def test_certificate_gives_https_and_a_redirect(staging, kit, moto):
     assert run.rc == 0, run.output[-4000:]
     elb = moto.client("elbv2", REGION)
     (lb,) = elb.describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"]
-    listeners = {
-        x["Port"]: x
-        for x in elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
-    }
-    assert set(listeners) == {80, 443}
-    (redirect,) = listeners[80]["DefaultActions"]
-    assert redirect["Type"] == "redirect"
-    assert redirect["RedirectConfig"]["Protocol"] == "HTTPS"
-    assert redirect["RedirectConfig"]["Port"] == "443"
-    assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
-    https = listeners[443]
-    assert https["Protocol"] == "HTTPS"
-    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
-    assert [c["CertificateArn"] for c in https["Certificates"]] == [cert]
     tg = elb.describe_target_groups(Names=[f"{P}-web"])["TargetGroups"][0]
-    assert https["DefaultActions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
+    assert_https_with_redirect(elb, lb["LoadBalancerArn"], cert, tg["TargetGroupArn"])
     again = staging_playbook(kit, "load_balancers.yml", *certificate(cert))
     assert again.rc == 0, again.output[-4000:]
     assert again.recap()["changed"] == 0, again.output[-4000:]

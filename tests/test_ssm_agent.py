@@ -7,12 +7,12 @@ the install (the local environment) the role changes nothing."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import ansible_env
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_URL = "https://s3.eu-west-1.amazonaws.com/amazon-ssm-eu-west-1/latest/debian_amd64/amazon-ssm-agent.deb"
@@ -20,14 +20,7 @@ GOOD_SUM = "sha256:" + "0123456789abcdef" * 4
 
 
 def play(*extra: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_CALLBACKS_ENABLED": os.environ.get("ANSIBLE_CALLBACKS_ENABLED")
-        or "ansible.posix.timer",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = ansible_env()
     return subprocess.run(
         ["ansible-playbook", "-i", "localhost,", "-c", "local",
          "-e", "ansible_python_interpreter=" + sys.executable,
