@@ -24,6 +24,8 @@ declare -A wanted=(
     [chromium]=chromium
     [chromedriver]=chromium-driver
     [pg_ctlcluster]=postgresql
+    # the app's tests of TLS to the database make their CA and certificates
+    [openssl]=openssl
     # the local controller applies the security groups inside each
     # container's network namespace (nsenter + nft), from the host
     [nft]=nftables

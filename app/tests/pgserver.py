@@ -61,7 +61,12 @@ def find_bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self, port: int | None = None) -> None:
+    """``tls``: a directory with server.crt and server.key (PEM): the server
+    then speaks TLS with them and accepts TCP logins over TLS only (as RDS
+    with rds.force_ssl)."""
+
+    def __init__(self, port: int | None = None, tls: Path | None = None) -> None:
+        self.tls = tls
         self.bindir = find_bindir()
         self.port = port or free_port()
         self.base = Path(tempfile.mkdtemp(prefix="taskboard-pg-"))
@@ -94,6 +99,23 @@ class PostgresServer:
             "--no-sync",
             "--locale=C",
         )
+        if tls is not None:
+            self._tls_setup(tls)
+
+    def _tls_setup(self, tls: Path) -> None:
+        for name in ("server.crt", "server.key"):
+            target = self.data / name
+            shutil.copyfile(tls / name, target)
+            os.chmod(target, 0o600)
+            if self.user:
+                pw = pwd.getpwnam(self.user)
+                os.chown(target, pw.pw_uid, pw.pw_gid)
+        # TCP only over TLS; the socket (the tests' own tools) as before
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
 
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         cmd = [str(self.bindir / tool), *args]
@@ -116,6 +138,8 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=100 -c shared_buffers=32MB"
         )
+        if self.tls is not None:
+            opts += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
         try:
             self._run(
                 "pg_ctl",

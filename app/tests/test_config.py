@@ -167,6 +167,56 @@ def test_bad_settings_stop_the_start_with_the_name(env, name):
     assert "secretpw" not in str(info.value)
 
 
+PG = "postgresql://u@db.example.internal/taskboard"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TASKBOARD_DB_SSLMODE": "strict"}, "TASKBOARD_DB_SSLMODE must be one of"),
+        # verifying needs the bundle to verify against
+        ({"TASKBOARD_DB_SSLMODE": "verify-full"}, "verify-full needs TASKBOARD_DB_SSLROOTCERT"),
+        ({"TASKBOARD_DB_SSLMODE": "verify-ca"}, "verify-ca needs TASKBOARD_DB_SSLROOTCERT"),
+        # a bundle nobody reads
+        ({"TASKBOARD_DB_SSLROOTCERT": "{ca}"}, "TASKBOARD_DB_SSLMODE is unset"),
+        (
+            {"TASKBOARD_DB_SSLMODE": "require", "TASKBOARD_DB_SSLROOTCERT": "{ca}"},
+            "TASKBOARD_DB_SSLMODE is require",
+        ),
+        (
+            {"TASKBOARD_DB_SSLMODE": "verify-full", "TASKBOARD_DB_SSLROOTCERT": "{missing}"},
+            "TASKBOARD_DB_SSLROOTCERT: .* is not a readable file",
+        ),
+        (
+            {"DATABASE_URL": "sqlite:///x.db", "TASKBOARD_DB_SSLMODE": "require"},
+            "applies to PostgreSQL only",
+        ),
+    ],
+)
+def test_bad_tls_settings_stop_the_start(tmp_path, env, message):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here\n")
+    paths = {"ca": str(ca), "missing": str(tmp_path / "nowhere.pem")}
+    env = {"DATABASE_URL": PG} | {k: v.format(**paths) for k, v in env.items()}
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_tls_settings_reach_libpq(tmp_path):
+    from taskboard.db import _libpq_args
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("bundle\n")
+    env = {"DATABASE_URL": PG, "TASKBOARD_DB_SSLMODE": "verify-full"}
+    settings = Settings.from_env({**env, "TASKBOARD_DB_SSLROOTCERT": str(ca)})
+    args = _libpq_args(settings, for_migrations=False)
+    assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", str(ca))
+    # unset: nothing passed, the URL's own sslmode (or libpq's default) holds
+    args = _libpq_args(Settings.from_env({"DATABASE_URL": PG}), for_migrations=True)
+    assert "sslmode" not in args
+    assert "sslrootcert" not in args
+
+
 # --- Secrets Manager, against moto server -----------------------------------
 
 

@@ -40,11 +40,16 @@ ENV_VARS = (
     "TASKBOARD_DB_KEEPALIVES_IDLE",
     "TASKBOARD_DB_KEEPALIVES_INTERVAL",
     "TASKBOARD_DB_KEEPALIVES_COUNT",
+    "TASKBOARD_DB_SSLMODE",
+    "TASKBOARD_DB_SSLROOTCERT",
     "TASKBOARD_METRICS_PORT",
     "PROMETHEUS_MULTIPROC_DIR",
 )
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# libpq's sslmode values; the last two check the server's certificate
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SSL_VERIFYING = ("verify-ca", "verify-full")
 SECRET_KEYS = ("username", "password", "host", "port", "dbname")
 
 
@@ -88,6 +93,35 @@ def _database_url(raw: str, name: str) -> URL:
     if backend == "postgresql" and url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg2")
     return url
+
+
+def _tls(env: Mapping[str, str]) -> tuple[str, str]:
+    """TASKBOARD_DB_SSLMODE and TASKBOARD_DB_SSLROOTCERT, checked together.
+
+    A mode that verifies the server needs the CA bundle it verifies against
+    (libpq would otherwise look in the service user's home, which it has
+    none of); a bundle without such a mode would be read by nobody, which
+    hides a configuration that does not do what it says.
+    """
+    mode = env.get("TASKBOARD_DB_SSLMODE", "").strip()
+    rootcert = env.get("TASKBOARD_DB_SSLROOTCERT", "").strip()
+    if mode and mode not in SSL_MODES:
+        raise ConfigError(
+            f"TASKBOARD_DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {mode!r}"
+        )
+    if mode in SSL_VERIFYING and not rootcert:
+        raise ConfigError(
+            f"TASKBOARD_DB_SSLMODE={mode} needs TASKBOARD_DB_SSLROOTCERT, the CA bundle "
+            "the database's certificate is checked against"
+        )
+    if rootcert and mode not in SSL_VERIFYING:
+        raise ConfigError(
+            "TASKBOARD_DB_SSLROOTCERT is set but TASKBOARD_DB_SSLMODE is "
+            f"{mode or 'unset'}: the certificate would not be checked (use verify-full)"
+        )
+    if rootcert and not os.access(rootcert, os.R_OK):
+        raise ConfigError(f"TASKBOARD_DB_SSLROOTCERT: {rootcert!r} is not a readable file")
+    return mode, rootcert
 
 
 # --- Secrets Manager ------------------------------------------------------
@@ -222,6 +256,10 @@ class Settings:
     db_keepalives_idle: int = 5
     db_keepalives_interval: int = 2
     db_keepalives_count: int = 3
+    # libpq's sslmode ("" = the URL's, else libpq's default) and the CA
+    # bundle of verify-ca / verify-full
+    db_sslmode: str = ""
+    db_sslrootcert: str = ""
     hostname: str = field(default_factory=socket.gethostname)
     metrics_port: int = 0
     metrics_multiprocess_dir: str | None = None
@@ -268,5 +306,10 @@ class Settings:
             "metrics_multiprocess_dir": metrics_dir,
             "development": development,
         }
+        values["db_sslmode"], values["db_sslrootcert"] = _tls(env)
         url, source = _database(env, instance_path)
+        if values["db_sslmode"] and url.get_backend_name() != "postgresql":
+            raise ConfigError(
+                "TASKBOARD_DB_SSLMODE applies to PostgreSQL only, the database is SQLite"
+            )
         return cls(database_url=url, database_source=source, **values)

@@ -97,7 +97,10 @@ def _postgres_engine(settings: Settings, for_migrations: bool) -> Engine:
 
 
 def _libpq_args(settings: Settings, for_migrations: bool) -> dict[str, Any]:
-    return {
+    tls = {"sslmode": settings.db_sslmode} if settings.db_sslmode else {}
+    if settings.db_sslrootcert:
+        tls["sslrootcert"] = settings.db_sslrootcert
+    return tls | {
         # libpq enforces it only when the wait callback is not pgwait's
         "connect_timeout": settings.db_connect_timeout,
         "options": _pg_options(settings, for_migrations),
