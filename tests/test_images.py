@@ -309,6 +309,36 @@ def test_aws_bake_refused_without_the_ssm_agent_package(kit, moto, stack):
     assert builders_and_temporaries(moto) == before
 
 
+def test_aws_bake_refused_without_the_database_ca_bundle(kit, moto, stack):
+    """taskboard verifies RDS's certificate (verify-full) against the CA
+    bundle the app AMI carries: without it (an https URL and its sha256, or
+    a file) the bake stops before anything changes, naming the file to set
+    it in. The local inventory's own (its CA's file) passes the other tests."""
+    before = builders_and_temporaries(moto)
+    url = "https://truststore.pki.rds.amazonaws.com/us-west-2/us-west-2-bundle.pem"
+    run = kit.playbook(
+        "images.yml",
+        *AWS_PATH,
+        "-e",
+        json.dumps(
+            {
+                **CLOUDWATCH_AGENT,
+                **SSM_AGENT,
+                "flask_app_db_ca_bundle_src": "",
+                "flask_app_db_ca_bundle_url": url,
+            }
+        ),
+    )
+    assert run.rc != 0
+    assert "images: on AWS taskboard verifies the database's certificate" in run.output, run.output[
+        -3000:
+    ]
+    assert "inventories/local/group_vars/all/database_tls.yml;" in run.output
+    assert f"url={url}, checksum=nothing, src=nothing" in run.output
+    assert "Build the release artifact" not in run.output
+    assert builders_and_temporaries(moto) == before
+
+
 def test_aws_bake_over_ssm_needs_the_session_manager_plugin(kit, moto, stack):
     """The builders are reached over SSM by default: a controller without
     AWS's session-manager-plugin is told so before anything changes."""

@@ -12,7 +12,18 @@ import re
 
 import pytest
 import requests
-from fleetlib import emulator, fleet, group, instances, podman, run, served_by, skip_unless_asked
+from fleetlib import (
+    PREFIX,
+    ROOT,
+    emulator,
+    fleet,
+    group,
+    instances,
+    podman,
+    run,
+    served_by,
+    skip_unless_asked,
+)
 
 pytestmark = skip_unless_asked
 
@@ -73,6 +84,50 @@ def test_page_loads_and_tasks_land_in_postgres():
     fetched = requests.get(fleet()["url"] + f"/api/tasks/{task_id}", timeout=10)
     assert fetched.status_code == 200
     assert fetched.json()["title"] == title
+
+
+def test_the_app_reaches_the_database_over_verified_tls():
+    """As on RDS (TLS logins only; taskboard verifies the server with
+    sslmode verify-full against the CA bundle baked into the AMI): every app
+    instance has the local CA as its bundle, taskboard's connections are
+    TLS, and a login without TLS is refused by the database."""
+    fleet()
+    ca = (ROOT / ".local" / "ca" / "ca.crt").read_text()
+    app = instances("app")
+    for i in app:
+        env = podman("exec", i["id"], "cat", "/etc/taskboard/taskboard.env").stdout
+        assert 'TASKBOARD_DB_SSLMODE="verify-full"' in env, (i["id"], env)
+        assert 'TASKBOARD_DB_SSLROOTCERT="/etc/taskboard/db-ca.pem"' in env, (i["id"], env)
+        assert podman("exec", i["id"], "cat", "/etc/taskboard/db-ca.pem").stdout == ca, i["id"]
+    for _ in range(6):
+        listed = requests.get(fleet()["url"] + "/api/tasks", timeout=10)
+        assert listed.status_code == 200, listed.text
+    rows = psql(
+        "SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+        " WHERE a.application_name = 'taskboard'"
+    ).splitlines()
+    assert rows, "no connection of taskboard's"
+    assert {r.split("|")[0] for r in rows} == {"t"}, rows
+    assert all(r.split("|")[1].startswith("TLSv1.") for r in rows), rows
+    endpoint = emulator("rds").describe_db_instances(DBInstanceIdentifier=f"{PREFIX}-db")[
+        "DBInstances"
+    ][0]["Endpoint"]["Address"]
+    attempt = podman(
+        "exec",
+        app[0]["id"],
+        "/opt/taskboard/current/bin/python",
+        "-c",
+        "import sys, psycopg2\n"
+        "try:\n"
+        f"    psycopg2.connect(host={endpoint!r}, user='taskboard', password='x',"
+        " dbname='taskboard', sslmode='disable', connect_timeout=5)\n"
+        "except psycopg2.OperationalError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n",
+        check=False,
+    )
+    assert attempt.returncode == 3, attempt
+    assert "no encryption" in attempt.stdout, attempt.stdout
 
 
 def test_the_fleet_is_the_emulators_groups():
