@@ -81,6 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# In the User-Agent of every call of the controller's to the emulator.
+USER_AGENT = "threetier-local-controller"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # moto's dummy credentials (never real ones: this talks to the emulator)
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         connect_timeout=3,
         read_timeout=15,
         retries={"max_attempts": 2, "mode": "standard"},
+        # its calls are told from the operator's in the emulator's recording
+        # (tests/recorder.py), as EC2's own are in CloudTrail
+        user_agent_extra=USER_AGENT,
     )
 
     def client(service: str) -> Any:  # boto3's clients are typed dynamically

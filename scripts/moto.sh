@@ -86,7 +86,10 @@ start() {
     mkdir -p "$state"
     # a data plane is attached (the controller): target health from its
     # reports, draining and Auto Scaling terminations as on AWS
-    THREETIER_EMULATOR_DATA_PLANE=1 nohup "$python" "$server" -H 127.0.0.1 -p "$port" >>"$logfile" 2>&1 &
+    # the recorder (off until a test starts it: tests/local/test_release.py)
+    # writes its file under the state directory, not where make ran
+    THREETIER_EMULATOR_DATA_PLANE=1 MOTO_RECORDER_FILEPATH="$state/moto-recording.jsonl" \
+        nohup "$python" "$server" -H 127.0.0.1 -p "$port" >>"$logfile" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         if answers; then

@@ -11,6 +11,7 @@ capacity watch) are recorded too: they are Describe calls, granted anyway."""
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.request
 from dataclasses import dataclass, field
@@ -37,6 +38,25 @@ class RecordedRun:
 
 # every recorded run of the session, in order
 RUNS: list[RecordedRun] = []
+
+# What the callers that are not the operator put in their User-Agent: the
+# local controller (scripts/local_controller.py, EC2's own work on AWS) and
+# taskboard on the instances (its secret, with the instance role on AWS).
+NOT_THE_OPERATOR = ("threetier-local-controller", "taskboard/")
+
+
+def operator_calls(recording: str) -> str:
+    """The lines of a recording of the local fleet's emulator that the
+    operator's run made: the controller and the instances call it too,
+    each naming itself in its User-Agent."""
+    kept = []
+    for line in recording.splitlines():
+        if line.strip():
+            headers = {k.lower(): v for k, v in json.loads(line)["headers"].items()}
+            agent = headers.get("user-agent", "")
+            if not any(marker in agent for marker in NOT_THE_OPERATOR):
+                kept.append(line)
+    return "\n".join(kept)
 
 
 def _api(moto, path: str) -> bytes:

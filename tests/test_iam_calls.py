@@ -12,8 +12,8 @@ test_immutable, ...), so this module runs last (conftest orders it) and
 skips a playbook no test of the session ran. tests/test_diagram.py checks
 the production site.yml run the same way. playbooks/release.yml (rolling)
 runs only in the local fleet's tests (tests/local, against make up's
-emulator): its AWS calls are community.aws.elb_target's, mapped and checked
-by tests/test_iam_policy.py.
+emulator): tests/local/test_release.py records its good release there and
+judges the calls Ansible made (recorder.operator_calls) the same way.
 
 Runs outside the policy's regions (the dev stack of tests/aws_stack.py is in
 us-west-2, the local inventory in us-east-1) are judged as if they were in

@@ -127,10 +127,11 @@ def serves_bounded_waits(instance_id: str) -> bool:
 def app_wait_limits(instance_id: str) -> WaitLimits:
     """The app's limits on waiting for the database (taskboard.db.wait_limits)
     from the TASKBOARD_DB_* settings its service runs with on an instance
-    (gunicorn's environment), the secret's name left out."""
+    (gunicorn's environment), the secret's name and the TLS settings left out
+    (their CA bundle is the instance's file, not this machine's)."""
     script = (
         "tr '\\0' '\\n' </proc/$(systemctl show --property=MainPID --value taskboard)/environ"
-        " | grep '^TASKBOARD_DB_' | grep -v '^TASKBOARD_DB_SECRET_ID='"
+        " | grep '^TASKBOARD_DB_' | grep -v -e '^TASKBOARD_DB_SECRET_ID=' -e '^TASKBOARD_DB_SSL'"
     )
     lines = podman("exec", instance_id, "sh", "-c", script).stdout.splitlines()
     env = dict(line.split("=", 1) for line in lines)

@@ -3,7 +3,10 @@ code path (the EC2 inventory's hosts, the ALB target groups' draining and
 health): a good one (zero failed requests, /version moves, every app
 instance on the new release), a broken one (stops at the first batch, which
 is back on the old release; zero failed requests; non-zero exit naming host
-and check), and make rollback (zero failed requests, every instance back)."""
+and check), and make rollback (zero failed requests, every instance back). The good
+release's AWS calls are recorded by the emulator and judged against the
+operator's IAM policy (tests/iam_policies.py), as the kit's tests do for the
+other playbooks."""
 
 from __future__ import annotations
 
@@ -15,8 +18,20 @@ import time
 
 import pytest
 import requests
-from fleetlib import ROOT, fleet, ids, podman, run, skip_unless_asked, target_health
+from fleetlib import (
+    ENDPOINT,
+    ROOT,
+    emulator,
+    fleet,
+    ids,
+    podman,
+    run,
+    skip_unless_asked,
+    target_health,
+)
+from iam_policies import judge, recorded_requests
 from load import Load
+from recorder import Recording, operator_calls
 
 pytestmark = skip_unless_asked
 
@@ -68,6 +83,16 @@ def all_healthy(tier: str, hosts: list[str]) -> bool:
     return target_health(tier) == dict.fromkeys(hosts, "healthy")
 
 
+class FleetEmulator:
+    """The fleet's emulator as tests/recorder.py's Recording wants it."""
+
+    url = ENDPOINT
+
+    @staticmethod
+    def client(service: str, _region: str):
+        return emulator(service)
+
+
 @pytest.fixture(scope="module")
 def versions():
     fleet()
@@ -75,12 +100,15 @@ def versions():
     old = current(app[0])
     assert all(current(n) == old for n in app)
     new = "0.2.0" if old != "0.2.0" else "0.1.0"
-    return {"old": old, "new": new, "app": app, "web": ids("web")}
+    return {"old": old, "new": new, "app": app, "web": ids("web"), "recorded": []}
 
 
 def test_rolling_release_under_load_fails_no_request(versions):
     started = time.monotonic()
-    _, result = under_load(fleet()["url"], lambda: release(versions["new"]))
+    args = (f"release_version={versions['new']}",)
+    with Recording(FleetEmulator(), "release.yml", "inventories/local", args) as recorded:
+        _, result = under_load(fleet()["url"], lambda: release(versions["new"]))
+    versions["recorded"].append(recorded)
     took = time.monotonic() - started
     print(f"rollout of {versions['new']}: {took:.0f} s, {result.sent} requests; {result.statuses}")
     assert result.sent > RATE * 30
@@ -100,6 +128,27 @@ def test_rolling_release_under_load_fails_no_request(versions):
     # the web tier rolled the release's page too, and is back in its target group
     assert [page_release(n) for n in web] == [versions["new"]] * len(web)
     assert all_healthy("web", web)
+
+
+def test_every_call_of_the_release_is_granted(versions):
+    """release.yml's calls (the kit's state module, the EC2 inventory, the
+    target groups' draining and health) against the operator's IAM policy;
+    the controller's and the instances' own calls to the emulator are left
+    out (recorder.operator_calls: each names itself in its User-Agent)."""
+    if not versions["recorded"]:
+        pytest.skip("the rolling release did not run")
+    (recorded,) = versions["recorded"]
+    recorded.recording = operator_calls(recorded.recording)
+    actions = {r.action for r in recorded_requests(recorded.recording)}
+    # the release's own calls are there: it drained and registered targets
+    assert {
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:RegisterTargets",
+        "ec2:DescribeInstances",
+    } <= actions, sorted(actions)
+    problems, judged = judge([recorded])
+    print(f"release.yml: {judged} calls judged, {len(actions)} actions")
+    assert not problems, "\n".join(sorted(set(problems)))
 
 
 def test_release_again_changes_nothing(versions):

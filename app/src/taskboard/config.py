@@ -164,7 +164,14 @@ def _fetch_secret_url(secret_id: str, region: str | None, endpoint: str | None) 
         "secretsmanager",
         region_name=region,
         endpoint_url=endpoint,
-        config=BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 4}),
+        config=BotoConfig(
+            connect_timeout=5,
+            read_timeout=10,
+            retries={"max_attempts": 4},
+            # the service's calls are told apart in CloudTrail (and in the
+            # emulator's recording: tests/recorder.py)
+            user_agent_extra=f"taskboard/{__version__}",
+        ),
     )
     try:
         response = client.get_secret_value(SecretId=secret_id)
