@@ -21,6 +21,33 @@ access_log = logging.getLogger("taskboard.access")
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 STATIC_FILES = ("index.html", "app.js", "style.css")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# How much of a request's unread body is read before the answer, as a
+# multiple of the body limit (1 MiB at the default 64 KiB): see _drain_body.
+DRAIN_FACTOR = 16
+
+
+def _drain_body(limit: int) -> None:
+    """Read what is left of the request's body, at most ``limit`` bytes.
+
+    gunicorn's sync workers close the connection after each answer, and a
+    socket closed with unread bytes sends a reset: a proxy still sending
+    the body (nginx, the load balancers) then answers 502 or drops the
+    connection instead of passing on the 413 (or 404, 405...) that was
+    given without reading it. Bodies the web tier lets through are far
+    below ``limit``; a larger one is left to gunicorn's own lingering close.
+    """
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    left = limit
+    try:
+        while left > 0:
+            chunk = stream.read(min(65536, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (OSError, ValueError):  # the client went away, or bad chunked framing
+        return
 
 
 def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
@@ -69,6 +96,7 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        _drain_body(DRAIN_FACTOR * settings.max_body_bytes)
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/version"):
