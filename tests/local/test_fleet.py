@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 import requests
@@ -128,6 +129,44 @@ def test_the_app_reaches_the_database_over_verified_tls():
     )
     assert attempt.returncode == 3, attempt
     assert "no encryption" in attempt.stdout, attempt.stdout
+
+
+# taskboard-migrate check on an app instance with the service's environment
+# (root reads both files), the CA bundle optionally another: a new process,
+# so a new connection, verified as the service's are.
+MIGRATE_CHECK = (
+    "set -a; . /etc/taskboard/taskboard.env; . /etc/threetier/app.env; set +a; "
+    '[ -z "$1" ] || TASKBOARD_DB_SSLROOTCERT=$1; '
+    "exec /opt/taskboard/current/bin/taskboard-migrate check"
+)
+
+
+def test_the_app_refuses_a_database_its_bundle_does_not_vouch_for(tmp_path):
+    """verify-full is in effect in the service's environment: with its
+    bundle the instance reaches the database; with a bundle of another CA
+    (as if something else answered at the endpoint's name) it refuses."""
+    fleet()
+    instance = instances("app")[0]["id"]
+    ok = podman("exec", instance, "sh", "-c", MIGRATE_CHECK, "sh", "", check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "at head" in ok.stdout, ok.stdout
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(tmp_path / "other.key"), "-out", str(tmp_path / "other.pem"),
+            "-days", "1", "-subj", "/CN=another CA",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    podman("cp", str(tmp_path / "other.pem"), f"{instance}:/tmp/other-ca.pem")
+    try:
+        refused = podman(
+            "exec", instance, "sh", "-c", MIGRATE_CHECK, "sh", "/tmp/other-ca.pem", check=False
+        )
+    finally:
+        podman("exec", instance, "rm", "-f", "/tmp/other-ca.pem", check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert "certificate verify failed" in refused.stderr, refused.stderr
 
 
 def test_the_fleet_is_the_emulators_groups():
