@@ -39,9 +39,16 @@ def _param(p: Param) -> dict[str, Any]:
     }
 
 
+# What the public URL adds to the app's own answers: the web tier's nginx
+# answers in the same form when the app tier does not (roles/nginx_web).
+EDGE = {
+    "502": _error("the web tier could not reach the app tier; retry"),
+    "504": _error("the app tier did not answer the web tier in time; retry"),
+}
 COMMON = {
     "400": _error("bad request: malformed JSON, not an object, bad parameter"),
     "503": _error("the database is unavailable; retry"),
+    **EDGE,
 }
 BODY_ERRORS = {
     "413": _error("the body is larger than the configured limit"),
@@ -131,7 +138,11 @@ def document(version: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "healthz",
                     "summary": "liveness (never touches the database)",
-                    "responses": {"200": _json("alive", "Health")},
+                    "responses": {
+                        "200": _json("alive", "Health"),
+                        # the web tier's own, at the public URL
+                        "503": _json("the web tier has no app tier to send to yet", "Health"),
+                    },
                 }
             },
             "/readyz": {
@@ -141,6 +152,7 @@ def document(version: str) -> dict[str, Any]:
                     "responses": {
                         "200": _json("ready", "Ready"),
                         "503": _json("not ready, with the reason", "Ready"),
+                        **EDGE,
                     },
                 }
             },
@@ -148,7 +160,7 @@ def document(version: str) -> dict[str, Any]:
                 "get": {
                     "operationId": "version",
                     "summary": "release, commit and host",
-                    "responses": {"200": _json("the running release", "Version")},
+                    "responses": {"200": _json("the running release", "Version"), **EDGE},
                 }
             },
         },
@@ -162,7 +174,10 @@ def document(version: str) -> dict[str, Any]:
                 "Health": {
                     "type": "object",
                     "required": ["status"],
-                    "properties": {"status": {"const": "ok"}},
+                    "properties": {
+                        # "upstream not set": the web tier's 503 (its first boot)
+                        "status": {"enum": ["ok", "upstream not set"]},
+                    },
                 },
                 "Ready": {
                     "type": "object",
