@@ -59,15 +59,23 @@ def test_api_conforms_to_its_openapi_document(app, client, path, method, mode):
     for i in range(3):
         assert client.post("/api/tasks", json={"title": f"seed {i}"}).status_code == 201
 
+    conforms(operation, mode)
+
+
+def conforms(operation, mode: GenerationMode, examples: int = EXAMPLES, **call) -> None:
+    """Every generated case of ``operation`` in ``mode`` (bounded, reproducible)
+    answers as the document says, by every check; ``call`` goes to the
+    request (tests/local/test_edge.py runs it through the public URL)."""
+
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         derandomize=True,
         database=None,
         suppress_health_check=list(HealthCheck),
     )
     def check(case):
-        case.call_and_validate()
+        case.call_and_validate(**call)
 
     check()

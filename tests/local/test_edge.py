@@ -9,16 +9,20 @@ the OpenAPI document it serves says (schemathesis, every check)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import Counter
 
 import pytest
 import requests
 import schemathesis
-from fleetlib import fleet, instances, podman, skip_unless_asked
-from hypothesis import HealthCheck, given, settings
+from fleetlib import ROOT, fleet, instances, podman, skip_unless_asked
 from schemathesis import GenerationMode
 from test_fleet import addresses
+
+# the app's own run of schemathesis, in-process there (app/tests)
+sys.path.insert(0, str(ROOT / "app" / "tests"))
+from test_openapi_fuzz import CONFIG, WITH_INPUT, conforms
 
 pytestmark = skip_unless_asked
 
@@ -117,17 +121,6 @@ def test_errors_at_the_public_url_are_the_apis_json():
     assert page.headers["Allow"] == "GET, HEAD"
 
 
-# What rejecting invalid data may look like through the public URL.
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "checks": {
-            "negative_data_rejection": {
-                "expected-statuses": ["400", "404", "405", "413", "415", "422"]
-            }
-        }
-    }
-)
-WITH_INPUT = {"/api/tasks", "/api/tasks/{id}"}
 EXAMPLES = 15
 
 
@@ -146,19 +139,7 @@ def test_the_public_url_answers_as_its_openapi_document_says(public_schema):
         if operation.path in WITH_INPUT:
             modes.append(GenerationMode.NEGATIVE)
         for mode in modes:
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(HealthCheck),
-            )
-            def check(case):
-                case.call_and_validate(timeout=10)
-
-            check()
+            conforms(operation, mode, EXAMPLES, timeout=10)
             checked.append((operation.method.upper(), operation.path, mode.name))
     print(f"schemathesis through the public URL: {len(checked)} operation and mode pairs")
     assert len({(m, p) for m, p, _ in checked}) == 8, checked
