@@ -3,7 +3,7 @@
 #   1. lint (ruff, yamllint, ansible-lint)
 #   2. taskboard's tests (real PostgreSQL)        } meanwhile the local fleet
 #   3. every Molecule scenario (podman, systemd)  } comes up (make up) and,
-#                                                 } after lint, the kit's tests
+#                                                 } from the start, the kit's tests
 #                                                 } run against their own moto
 #                                                 } servers (tests/)
 #   4. the fleet's tests (tests/local/: real traffic), once the fleet is up
@@ -72,7 +72,8 @@ trap stop_background EXIT
 # the slowest tests of each suite, in the log
 durations="--durations=15"
 
-step "lint" make --no-print-directory lint
+# the kit's tests set the run's length: they start first, lint runs beside
+# them (a lint failure still stops the run, and the trap stops them)
 if [ "$fleet" = 1 ]; then
     echo "==== test-kit, in the background (log: $logdir/test-kit.log)"
     kit_t0=$SECONDS
@@ -82,6 +83,7 @@ if [ "$fleet" = 1 ]; then
         >"$logdir/test-kit.log" 2>&1 &
     kit_pid=$!
 fi
+step "lint" make --no-print-directory lint
 step "test-app" make --no-print-directory test-app
 step "test-roles" make --no-print-directory test-roles
 if [ "$fleet" != 1 ]; then
