@@ -81,7 +81,7 @@ class Options:
     publish_port: int = 8080
     lb_image: str = "localhost/threetier-lb:bookworm"
     state_dir: Path = Path(".local/controller")
-    interval: float = 1.0
+    interval: float = 0.5
     transition_interval: int = 1
 
 
