@@ -1,7 +1,8 @@
 """Rolling releases under load through the external balancer, on the AWS
 code path (the EC2 inventory's hosts, the ALB target groups' draining and
 health): a good one (zero failed requests, /version moves, every app
-instance on the new release), a broken one (stops at the first batch, which
+instance on the new release), one an instance cannot install (stops before
+any instance leaves its balancer), a broken one (stops at the first batch, which
 is back on the old release; zero failed requests; non-zero exit naming host
 and check), and make rollback (zero failed requests, every instance back). The good
 release's AWS calls are recorded by the emulator and judged against the
@@ -158,6 +159,35 @@ def test_release_again_changes_nothing(versions):
     assert all(n == 0 for n in changed.values()), changed
 
 
+UNINSTALLABLE = "0.9.2"
+
+
+def test_failed_install_stops_before_any_instance_leaves_its_balancer(versions):
+    """The release is installed on every app instance before the first
+    batch: one instance that cannot install it (its incoming directory's
+    place taken by a file) stops the release there, with every instance
+    still serving the old release, in its balancer, and no copy left."""
+    app = versions["app"]
+    before = [current(n) for n in app]
+    blocked = app[-1]
+    podman("exec", blocked, "touch", "/opt/taskboard/.incoming")
+    try:
+        proc = release(UNINSTALLABLE, check=False)
+    finally:
+        podman("exec", blocked, "rm", "-f", "/opt/taskboard/.incoming")
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"release {UNINSTALLABLE}: the install FAILED on {blocked}" in out, out[-3000:]
+    assert "no instance was taken out of its load balancer" in out
+    assert "Take the instance out of its load balancer" not in out
+    assert [current(n) for n in app] == before
+    for name in app:
+        copy = f"/opt/taskboard/releases/{UNINSTALLABLE}"
+        left = podman("exec", name, "test", "-e", copy, check=False)
+        assert left.returncode != 0, f"{name} keeps release {UNINSTALLABLE}"
+    assert all_healthy("app", app)
+
+
 def build_broken_wheel() -> str:
     """A release whose /readyz never passes: taskboard with its readiness
     check answering 503, built from a temporary copy."""
@@ -201,7 +231,8 @@ def test_broken_release_stops_at_the_first_batch(versions):
     assert failed.group(1) in app
     assert "readyz" in out.lower()
     assert [current(n) for n in app] == before
-    # the other instance was never touched
+    # the other instance never ran it, and keeps no copy of it (it was
+    # installed there beside the running release before the first batch)
     (other,) = [n for n in app if n != failed.group(1)]
     absent = podman("exec", other, "test", "-e", f"/opt/taskboard/releases/{BROKEN}", check=False)
     assert absent.returncode != 0
