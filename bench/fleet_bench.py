@@ -7,7 +7,12 @@
    instance for gunicorn on 127.0.0.1), so only the path differs.
 2. With --rollout VERSION: the wall time of a rolling release
    (playbooks/release.yml) beside its lower bound,
-   batches x (drain + restart + healthy threshold x check interval).
+   batches x (drain + restart + healthy threshold x check interval), and
+   where the time went, task by task (profile_tasks' timestamps): the
+   balancer's waits, the release's own work (wheel, dependency download,
+   virtual environment, pip install and checks, the page's copy), the
+   restarts and gates, and the rest, Ansible's own (a module shipped and run
+   per task and host), each phase's wall time beside them.
 3. With --immutable VERSION: the bake of each tier (playbooks/images.yml, one
    tier at a time: a real podman bake when the release's image is missing)
    and the immutable rollout of each tier (playbooks/release_immutable.yml:
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,22 +163,85 @@ def tiers(args) -> None:
     )
 
 
-def playbook(*args: str) -> tuple[float, int]:
-    """Wall time and exit status of one ansible-playbook run against the fleet."""
+def playbook(*args: str, profile: bool = False) -> tuple[float, int, str]:
+    """Wall time, exit status and output of one ansible-playbook run against
+    the fleet (with profile, each task's header carries its timestamp)."""
+    env = {**ENV, "AWS_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")}
+    if profile:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
     t0 = time.monotonic()
     r = subprocess.run(
         ["ansible-playbook", *args],
-        cwd=REPO, env={**ENV, "AWS_ENDPOINT_URL": os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")},
-        capture_output=True, text=True, timeout=3600, check=False,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=3600, check=False,
     )  # fmt: skip
     if r.returncode != 0:
         print(f"  ansible-playbook {' '.join(args)} exited {r.returncode}: {r.stdout[-1500:]}")
-    return time.monotonic() - t0, r.returncode
+    return time.monotonic() - t0, r.returncode, r.stdout
+
+
+# What a rolling release's tasks are, by name (playbooks/release.yml and the
+# roles it runs): the balancer's waits, the release's own work, the restart
+# and the gates. Every other task is counted as Ansible's own.
+TASK_KINDS = {
+    "balancer waits (drain, healthy)": ("Deregister the target", "Register the target and wait"),
+    "the release's own work": (
+        "Build the wheel",
+        "Build the dependency bundles",
+        "Unpack the release bundle",
+        "Create the release's virtual environment",
+        "Install the release into it",
+        "Check the installed release",
+        "Check the release's dependencies",
+        "Unpack the page",
+        "Copy the page into its release directory",
+    ),
+    "restarts and gates": ("Restart taskboard", "Wait for the service", "Gate on"),
+}
+_STAMP = re.compile(
+    r"^\w+day \d+ \w+ \d{4}\s+[\d:]+ \+\d{4} \((\d+):(\d+):([\d.]+)\)\s+(\d+):(\d+):([\d.]+)"
+)
+_HEADER = re.compile(r"^(PLAY|TASK|RUNNING HANDLER) \[(.*?)\] \*")
+
+
+def _seconds(h: str, m: str, s: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def breakdown(output: str) -> tuple[dict[str, float], list[tuple[str, float]]]:
+    """Seconds per kind of task, and each play's wall time. profile_tasks
+    prints a line as each task starts, carrying the time since the run began
+    and how long the task before it took; the output shows a task's header
+    only with its first result (after that line), and never for a task that
+    every host skipped (its few hundredths go to the task shown before it)."""
+    kinds = dict.fromkeys([*TASK_KINDS, "Ansible's own (the rest)"], 0.0)
+    starts: list[tuple[str, float | None]] = []
+    task, elapsed = "", 0.0
+    for line in output.splitlines():
+        h = _HEADER.match(line)
+        if h and h.group(1) == "PLAY":
+            starts.append((h.group(2), None))
+        elif h:
+            task = h.group(2)
+        m = _STAMP.match(line)
+        if not m:
+            continue
+        took, elapsed = _seconds(*m.groups()[:3]), _seconds(*m.groups()[3:])
+        # a play starts with its first task (the line after its header)
+        if starts and starts[-1][1] is None:
+            starts[-1] = (starts[-1][0], elapsed)
+        label = next((k for k, names in TASK_KINDS.items() if any(n in task for n in names)), None)
+        kinds[label or "Ansible's own (the rest)"] += took
+    begun = [(name, at) for name, at in starts if at is not None]
+    ends = [at for _, at in begun[1:]] + [elapsed]
+    plays = [(name, end - at) for (name, at), end in zip(begun, ends, strict=True)]
+    return kinds, plays
 
 
 def rollout(version: str) -> None:
     apps, webs = names("app"), names("web")
-    took, rc = playbook("playbooks/release.yml", "-e", f"release_version={version}")
+    took, rc, output = playbook(
+        "playbooks/release.yml", "-e", f"release_version={version}", profile=True
+    )
     # the target groups' numbers of the local inventory (HAProxy follows them)
     lb = yaml.safe_load((REPO / "inventories/local/group_vars/all/load_balancers.yml").read_text())
     # a target coming back is checked every transition interval (HAProxy's
@@ -194,6 +263,18 @@ def rollout(version: str) -> None:
         f" + {healthy} x {interval} s healthy) + {len(webs)} web batches x ({drain_observed} s"
         f" + {healthy} x {interval} s) = {bound} s; ratio {took / bound:.2f}"
     )
+    kinds, plays = breakdown(output)
+    print("where the time went (task by task):")
+    for kind, seconds in kinds.items():
+        print(f"  {kind:<36} {seconds:6.1f} s")
+    own = kinds["the release's own work"]
+    print(
+        f"  with the release's own work in the bound: {bound + own:.0f} s;"
+        f" ratio {took / (bound + own):.2f}"
+    )
+    print("each play:")
+    for name, seconds in plays:
+        print(f"  {seconds:6.1f} s  {name}")
 
 
 def last_refresh(tier: str) -> dict:
@@ -215,14 +296,14 @@ def immutable(version: str) -> None:
     )
     for tier in ("web", "app"):
         baked = podman("image", "exists", f"localhost/threetier-{tier}:{version}").returncode == 0
-        took, rc = playbook(
+        took, rc, _ = playbook(
             "playbooks/images.yml", "-e", f"threetier_release={version}",
             "-e", f'{{"images_tiers": ["{tier}"]}}', "-e", "images_prune=false",
         )  # fmt: skip
         what = "reused (image present)" if baked else "baked on a podman builder"
         print(f"  bake {tier:<4} {took:6.0f} s  exit {rc}  {what}")
     for tier in ("app", "web"):
-        took, rc = playbook(
+        took, rc, _ = playbook(
             "playbooks/release_immutable.yml",
             "-e", f"release_tier={tier}", "-e", f"release_version={version}",
         )  # fmt: skip
