@@ -4,7 +4,8 @@
 template user data, network interface addresses) live here; the others in
 their service's module (emulator_elbv2,
 emulator_autoscaling, emulator_refresh, emulator_ami_sharing: AMIs shared and
-copied between accounts), the server's middleware and loop in
+copied between accounts, emulator_wafv2: web ACL associations), the server's
+middleware and loop in
 emulator_server.
 """
 
@@ -13,7 +14,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from localaws import emulator_ami_sharing, emulator_autoscaling, emulator_elbv2, emulator_refresh
+from localaws import (
+    emulator_ami_sharing,
+    emulator_autoscaling,
+    emulator_elbv2,
+    emulator_refresh,
+    emulator_wafv2,
+)
 from localaws.emulator_state import MODE, data_plane_from_env
 
 
@@ -128,3 +135,4 @@ def apply_all(data_plane: bool | None = None) -> None:
     emulator_autoscaling.patch()
     emulator_refresh.patch()
     emulator_ami_sharing.patch()
+    emulator_wafv2.patch()
