@@ -38,7 +38,14 @@ LOOKUP = re.compile(r"(?:lookup|query)\(\s*['\"]((?:amazon|community)\.aws\.[a-z
 BOTO_SERVICE = {"elasticloadbalancing": "elbv2", "monitoring": "cloudwatch"}
 IAM_PREFIX = {"elbv2": "elasticloadbalancing"}
 # checked by AWS during other calls, no API operation of their own
-AUTHORIZATION_ONLY = {"iam:PassRole"}
+AUTHORIZATION_ONLY = {
+    "iam:PassRole",
+    # an ALB's side of a WAF association, and WAF's log delivery: checked
+    # by AWS during wafv2's calls, no API operation of their own
+    "elasticloadbalancing:SetWebACL",
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+}
 # S3's IAM actions are not its REST operations' names
 S3_OPERATION_ACTION = {
     "head_bucket": "s3:ListBucket",
@@ -232,6 +239,7 @@ STAR_STATEMENTS = {
     "Ec2Describe",
     "FindInstanceRolesBoundary",
     "AlarmTopicUnsubscribe",
+    "EdgeListAndLogDelivery",
 }
 TAG = {"aws:ResourceTag/Project": "threetier"}
 REQUEST_TAG = {"aws:RequestTag/Project": "threetier"}

@@ -2,7 +2,8 @@
 production inventory (inventories/production: its group_vars, production's
 profile, one NAT gateway per AZ, the interface endpoints; only the emulator,
 the buckets' names and the certificate given as extra vars), every resource
-checked through boto3 against the issue's numbers, a second run with
+checked through boto3 against the issue's numbers (the external ALB's web
+ACL included), a second run with
 nothing to change, drift repaired, the production dynamic inventory, and
 teardown (refused without confirmation, then complete)."""
 
@@ -261,6 +262,56 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         assert attrs["idle_timeout.timeout_seconds"] == "60"
         # the production profile protects both balancers
         assert attrs["deletion_protection.enabled"] == "true"
+
+
+WAF = yaml.safe_load((ROOT / "roles/aws_waf/defaults/main.yml").read_text())
+
+
+def test_web_acl_in_front_of_the_external_balancer(aws, albs):
+    """The production profile puts a regional web ACL on the external ALB:
+    the rate limit per address first, then AWS's managed rule groups (no
+    override), allowing the rest; logged to its aws-waf-logs- group with
+    credentials redacted. The internal ALB has none."""
+    waf = aws("wafv2")
+    (summary,) = [
+        a for a in waf.list_web_acls(Scope="REGIONAL")["WebACLs"] if a["Name"] == f"{P}-web"
+    ]
+    acl = waf.get_web_acl(Name=summary["Name"], Scope="REGIONAL", Id=summary["Id"])["WebACL"]
+    assert acl["DefaultAction"] == {"Allow": {}}
+    rules = sorted(acl["Rules"], key=lambda r: r["Priority"])
+    rate, *managed = rules
+    assert rate["Action"] == {"Block": {}}
+    assert rate["Statement"]["RateBasedStatement"] == {
+        "Limit": WAF["aws_waf_rate_limit"],
+        "AggregateKeyType": "IP",
+        "EvaluationWindowSec": 300,
+    }
+    assert [r["Statement"]["ManagedRuleGroupStatement"] for r in managed] == [
+        {"VendorName": "AWS", "Name": name} for name in WAF["aws_waf_managed_rule_groups"]
+    ]
+    assert {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+            "AWSManagedRulesSQLiRuleSet", "AWSManagedRulesAmazonIpReputationList"} <= {
+        r["Name"] for r in managed
+    }  # fmt: skip
+    assert all(r["OverrideAction"] == {"None": {}} for r in managed)
+    assert all(r["VisibilityConfig"]["CloudWatchMetricsEnabled"] for r in rules)
+    tags = {t["Key"]: t["Value"] for t in waf.list_tags_for_resource(ResourceARN=acl["ARN"])[
+        "TagInfoForResource"]["TagList"]}  # fmt: skip
+    assert (tags["Project"], tags["Environment"], tags["Name"]) == ("threetier", ENV, f"{P}-web")
+    ext, int_ = albs[f"{P}-ext"], albs[f"{P}-int"]
+    assert (
+        waf.get_web_acl_for_resource(ResourceArn=ext["LoadBalancerArn"])["WebACL"]["ARN"]
+        == (acl["ARN"])
+    )
+    assert not waf.get_web_acl_for_resource(ResourceArn=int_["LoadBalancerArn"]).get("WebACL")
+    logging = waf.get_logging_configuration(ResourceArn=acl["ARN"])["LoggingConfiguration"]
+    (group,) = aws("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{P}")["logGroups"]
+    assert logging["LogDestinationConfigs"] == [group["arn"].removesuffix(":*")]
+    assert logging["RedactedFields"] == [
+        {"SingleHeader": {"Name": "authorization"}},
+        {"SingleHeader": {"Name": "cookie"}},
+    ]
+    assert group["retentionInDays"] == WAF["aws_waf_log_retention_days"]
 
 
 def _secret(aws):
@@ -782,6 +833,12 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
         t for t in aws("sns").list_topics()["Topics"] if t["TopicArn"].endswith(f":{P}-alarms")
     ]
     assert not aws("cloudwatch").describe_alarms(AlarmNamePrefix=P)["MetricAlarms"]
+    assert not [
+        a
+        for a in aws("wafv2").list_web_acls(Scope="REGIONAL")["WebACLs"]
+        if a["Name"] == f"{P}-web"
+    ]
+    assert not aws("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{P}")["logGroups"]
     # production keeps a final snapshot of its database, on purpose
     snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"].startswith(f"{P}-db-final") for s in snaps] == [True]
