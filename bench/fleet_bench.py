@@ -4,7 +4,13 @@
    whole stack (external HAProxy -> nginx -> internal HAProxy -> gunicorn ->
    PostgreSQL) beside the same gunicorn hit directly. The same small client
    runs inside the fleet's containers (a web instance for the stack, an app
-   instance for gunicorn on 127.0.0.1), so only the path differs.
+   instance for gunicorn on 127.0.0.1), so only the path differs. Beside it,
+   where the whole stack's time and CPU go: each hop's CPU per request (its
+   containers' cpuacct counters: cgroup v1 on this machine; the client's own
+   CPU is in the first web instance's) and each balancer's view of the hop
+   behind it (HAProxy's averages of its last 1,024 requests: connect,
+   response and total time, and how many requests opened a new connection
+   rather than reusing one).
 2. With --rollout VERSION: the wall time of a rolling release
    (playbooks/release.yml) beside its lower bound,
    batches x (drain + restart + healthy threshold x check interval), and
@@ -30,6 +36,7 @@ Needs the fleet (make up); without it, it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -144,8 +151,61 @@ def measure(container: str, host: str, port: int, args) -> dict:
     return json.loads(r.stdout)
 
 
-def tiers(args) -> None:
+def cpu_ns(container: str) -> int:
+    """The container's CPU time so far (cgroup v1's cpuacct, from the host)."""
+    path = podman("inspect", "--format", "{{.State.CgroupPath}}", container).stdout.strip()
+    usage = Path("/sys/fs/cgroup/cpuacct") / path.lstrip("/") / "cpuacct.usage"
+    return int(usage.read_text()) if usage.is_file() else 0
+
+
+def backends(balancer: str) -> dict[str, dict[str, int]]:
+    """Each backend of a local balancer, as its admin socket's `show stat`
+    counts it: requests (stot), new connections (connect), reused ones
+    (reuse), and the averages of the last 1,024 requests in ms."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from localaws.dataplane_haproxy import Runtime
+
+    sock = REPO / ".local" / "controller" / "lb" / balancer / "run" / "admin.sock"
+    text = Runtime(sock).ask("show stat")
+    keys = ("stot", "connect", "reuse", "qtime", "ctime", "rtime", "ttime")
+    return {
+        r["pxname"]: {k: int(r.get(k) or 0) for k in keys}
+        for r in csv.DictReader(text.lstrip("# ").splitlines())
+        if r.get("svname") == "BACKEND"
+    }
+
+
+def hops() -> dict[str, list[str]]:
+    return {
+        "external balancer": ["tt-local-lb-ext"],
+        "web instances (nginx; the client too)": names("web"),
+        "internal balancer": ["tt-local-lb-int"],
+        "app instances (gunicorn)": names("app"),
+        "database (PostgreSQL)": ["tt-local-db"],
+    }
+
+
+def breakdown_of_the_stack(args) -> tuple[dict, dict[str, float], dict[str, dict]]:
+    """The whole stack's run, with each hop's CPU and each balancer's counters
+    around it."""
+    parts = hops()
+    cpu0 = {hop: sum(cpu_ns(c) for c in cs) for hop, cs in parts.items()}
+    lb0 = {lb: backends(lb) for lb in ("tt-local-lb-ext", "tt-local-lb-int")}
     stack = measure(names("web")[0], address("tt-local-lb-ext"), 80, args)
+    cpu = {hop: sum(cpu_ns(c) for c in cs) - cpu0[hop] for hop, cs in parts.items()}
+    seen = {}
+    for lb, before in lb0.items():
+        for name, after in backends(lb).items():
+            was = before.get(name, dict.fromkeys(after, 0))
+            seen[f"{lb} -> {name}"] = {
+                **{k: after[k] - was[k] for k in ("stot", "connect", "reuse")},
+                **{k: after[k] for k in ("qtime", "ctime", "rtime", "ttime")},
+            }
+    return stack, cpu, seen
+
+
+def tiers(args) -> None:
+    stack, cpu, seen = breakdown_of_the_stack(args)
     direct = measure(names("app")[0], "127.0.0.1", 5000, args)
     print(
         f"GET /api/tasks?limit=20, {args.concurrency} clients,"
@@ -161,6 +221,22 @@ def tiers(args) -> None:
         f"cost of the tiers: throughput x{direct['rps'] / stack['rps']:.2f},"
         f" p99 x{stack['p99'] / direct['p99']:.2f}"
     )
+    served = max(1, stack["requests"] + stack["errors"])
+    print(f"where the whole stack's {served} requests went:")
+    print(f"  {'hop':<40} {'CPU ms/request':>15}")
+    for hop, ns in cpu.items():
+        print(f"  {hop:<40} {ns / 1e6 / served:>15.2f}")
+    print(
+        f"  {'balancer -> the hop behind it':<40} {'requests':>9} {'new conn':>9} {'reused':>7}"
+        f" {'connect':>8} {'response':>9} {'total':>6} (ms, last 1,024)"
+    )
+    for name, c in seen.items():
+        if c["stot"] <= 0:
+            continue
+        print(
+            f"  {name:<40} {c['stot']:>9} {c['connect']:>9} {c['reuse']:>7}"
+            f" {c['ctime']:>8} {c['rtime']:>9} {c['ttime']:>6}"
+        )
 
 
 def playbook(*args: str, profile: bool = False) -> tuple[float, int, str]:
