@@ -162,7 +162,8 @@ def backends(balancer: str) -> dict[str, dict[str, int]]:
     """Each backend of a local balancer, as its admin socket's `show stat`
     counts it: requests (stot), new connections (connect), reused ones
     (reuse), and the averages of the last 1,024 requests in ms."""
-    sys.path.insert(0, str(REPO / "scripts"))
+    if str(REPO / "scripts") not in sys.path:
+        sys.path.insert(0, str(REPO / "scripts"))
     from localaws.dataplane_haproxy import Runtime
 
     sock = REPO / ".local" / "controller" / "lb" / balancer / "run" / "admin.sock"
