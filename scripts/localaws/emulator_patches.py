@@ -2,11 +2,10 @@
 
 :func:`apply_all` is what scripts/moto_server.py calls. The EC2 fixes (launch
 template user data, network interface addresses) live here; the others in
-their service's module (emulator_elbv2,
-emulator_autoscaling, emulator_refresh, emulator_ami_sharing: AMIs shared and
-copied between accounts, emulator_wafv2: web ACL associations), the server's
-middleware and loop in
-emulator_server.
+their service's module (emulator_elbv2, emulator_autoscaling,
+emulator_refresh, emulator_ami_sharing: AMIs shared and copied between
+accounts, emulator_wafv2: web ACL associations, emulator_acm: DNS validation
+and certificates in use), the server's middleware and loop in emulator_server.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import functools
 from typing import Any
 
 from localaws import (
+    emulator_acm,
     emulator_ami_sharing,
     emulator_autoscaling,
     emulator_elbv2,
@@ -136,3 +136,4 @@ def apply_all(data_plane: bool | None = None) -> None:
     emulator_refresh.patch()
     emulator_ami_sharing.patch()
     emulator_wafv2.patch()
+    emulator_acm.patch()
