@@ -223,26 +223,36 @@ def assert_https_with_redirect(elb, lb_arn: str, certificate_arn: str, web_group
 # EC2 inventory) against the session's moto. Only what an operator must set
 # there differs: the emulator (its switch, the local inventory's file, as
 # extra vars), the buckets' names (the shipped ones are placeholders the
-# pre-flight refuses) and the certificate.
+# pre-flight refuses) and the site's name and hosted zone (the kit requests
+# its certificate from ACM and validates it there).
 PRODUCTION_REGION = "eu-west-1"
 PRODUCTION = "threetier-production"
 PRODUCTION_INVENTORY = "inventories/production"
 EMULATOR = ("-e", EMULATOR_VARS)
 PRODUCTION_ARTIFACTS = "threetier-production-test-artifacts"
 PRODUCTION_SSM_BUCKET = "threetier-production-test-ssm"
-# The external ALB's certificate: an IAM server certificate, which an ALB
-# takes as it takes an ACM one, because its ARN is known before the session's
-# moto exists (an ACM ARN carries a random id); the production fixture uploads
-# it. test_provision_staging gives a balancer an ACM certificate.
+# A certificate of the operator's own, given by ARN (the pre-flight's tests):
+# an IAM server certificate, which an ALB takes as it takes an ACM one, and
+# whose ARN is known before the session's moto exists (an ACM ARN carries a
+# random id). test_provision_staging gives a balancer an ACM certificate.
 PRODUCTION_CERTIFICATE = "arn:aws:iam::123456789012:server-certificate/threetier-production-test"
+# The site's name and its public hosted zone: the zone is the operator's
+# (made by the production fixture, as an operator's registrar and Route 53
+# would have it); the kit writes the certificate's validation records there.
+PRODUCTION_ZONE = "threetier-production.example"
+PRODUCTION_SITE = f"www.{PRODUCTION_ZONE}"
 PRODUCTION_EXTRA = (
     *EMULATOR,
     "-e",
     f"aws_artifacts_bucket_name={PRODUCTION_ARTIFACTS}",
     "-e",
     f"ansible_aws_ssm_bucket_name={PRODUCTION_SSM_BUCKET}",
-    # production serves HTTPS (the pre-flight refuses it without a certificate)
-    *certificate(PRODUCTION_CERTIFICATE),
+    # production serves HTTPS (the pre-flight refuses it without a certificate):
+    # the kit requests the site's certificate and validates it in its zone
+    "-e",
+    f"aws_certificate_domain_name={PRODUCTION_SITE}",
+    "-e",
+    f"aws_certificate_zone_name={PRODUCTION_ZONE}",
 )
 
 
@@ -264,10 +274,8 @@ def production(kit, moto) -> Provisioned:
     test_provision checks what it made (then changes and tears it down),
     test_diagram draws it and checks every recorded call against the
     operator's IAM policy."""
-    moto.client("iam", PRODUCTION_REGION).upload_server_certificate(
-        ServerCertificateName=PRODUCTION_CERTIFICATE.rsplit("/", 1)[1],
-        CertificateBody="-----BEGIN CERTIFICATE-----\n(test)\n-----END CERTIFICATE-----",
-        PrivateKey="-----BEGIN PRIVATE KEY-----\n(test)\n-----END PRIVATE KEY-----",
+    moto.client("route53", PRODUCTION_REGION).create_hosted_zone(
+        Name=PRODUCTION_ZONE, CallerReference="threetier-production-test"
     )
     run = production_playbook(kit, "site.yml")  # recorded, as every kit playbook
     assert run.rc == 0, run.output[-6000:] + "\n" + moto.log_tail()

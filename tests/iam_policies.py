@@ -180,8 +180,11 @@ def parse_request(entry: dict) -> Request | None:
             return Request("s3:DeleteObject", region, {})
         action = S3_PLAIN_ACTION.get((entry["method"], len(parts) > 1), f"s3:?{entry['method']}")
         return Request(action, region, {})
+    if service == "route53":
+        return route53_request(entry["method"], url.path, body, region)
     if "x-amz-target" in headers:
-        return Request(f"{prefix}:{headers['x-amz-target'].rsplit('.', 1)[-1]}", region, {})
+        action = f"{prefix}:{headers['x-amz-target'].rsplit('.', 1)[-1]}"
+        return Request(action, region, json_params(action, body))
     if "/operation/" in url.path:
         return Request(f"{prefix}:{url.path.rsplit('/', 1)[-1]}", region, {})
     params = {k: v[0] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
@@ -190,6 +193,55 @@ def parse_request(entry: dict) -> Request | None:
             {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         )
     return Request(f"{prefix}:{params.get('Action', '?')}", region, params)
+
+
+# the JSON-protocol parameters the policy's conditions and resources read
+JSON_PARAMS = {
+    "acm:RequestCertificate": ("ValidationMethod",),
+    "acm:DeleteCertificate": ("CertificateArn",),
+    "acm:DescribeCertificate": ("CertificateArn",),
+    "acm:ListTagsForCertificate": ("CertificateArn",),
+    "acm:AddTagsToCertificate": ("CertificateArn",),
+}
+
+
+def json_params(action: str, body: str) -> dict[str, str]:
+    """A JSON-protocol call's parameters as query-style keys: the ones
+    JSON_PARAMS names, and its Tags as Tag.N.Key / Tag.N.Value."""
+    if action not in JSON_PARAMS:
+        return {}
+    try:
+        doc = json.loads(body or "{}")
+    except ValueError:
+        return {}
+    params = {k: str(doc[k]) for k in JSON_PARAMS[action] if k in doc}
+    for n, tag in enumerate(doc.get("Tags") or [], 1):
+        params[f"Tag.{n}.Key"] = tag.get("Key", "")
+        params[f"Tag.{n}.Value"] = tag.get("Value", "")
+    return params
+
+
+def route53_request(method: str, path: str, body: str, region: str) -> Request:
+    """Route 53's REST calls the kit makes -> their IAM actions; a change of
+    record sets with the record types and names its condition keys read."""
+    parts = [p for p in path.split("/") if p][1:]  # without the API version
+    if parts == ["hostedzonesbyname"]:
+        return Request("route53:ListHostedZonesByName", region, {})
+    if parts == ["hostedzone"]:
+        return Request(
+            f"route53:{'CreateHostedZone' if method == 'POST' else 'ListHostedZones'}", region, {}
+        )
+    if len(parts) == 2 and parts[0] == "hostedzone":
+        return Request("route53:GetHostedZone", region, {})
+    if len(parts) == 3 and parts[2] == "rrset" and method == "GET":
+        return Request("route53:ListResourceRecordSets", region, {})
+    if len(parts) == 3 and parts[2] == "rrset" and method == "POST":
+        types = re.findall(r"<Type>([^<]+)</Type>", body)
+        names = re.findall(r"<ResourceRecordSet>\s*<Name>([^<]+)</Name>", body)
+        params = {f"RecordType.{n}": t for n, t in enumerate(types, 1)}
+        params.update({f"RecordName.{n}": x.lower().rstrip(".") for n, x in enumerate(names, 1)})
+        return Request("route53:ChangeResourceRecordSets", region, params)
+    return Request(f"route53:?{method} {path}", region, {})
 
 
 def recorded_requests(recording: str) -> list[Request]:
@@ -270,6 +322,7 @@ class Snapshot:
     image_owners: dict[str, str] = field(default_factory=dict)  # ami -> owner id / alias
     existing: set[str] = field(default_factory=set)  # every EC2 id, tagged or not
     role_boundaries: dict[str, str] = field(default_factory=dict)  # role -> boundary ARN ("")
+    certificate_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # ACM ARN -> tags
 
 
 def request_tags(params: dict[str, str]) -> dict[str, str]:
@@ -385,6 +438,12 @@ class Evaluator:
             elif "PolicyArn" in p and op not in ("AttachRolePolicy", "DetachRolePolicy"):
                 out.append(Resource(p["PolicyArn"], "policy"))
             return out or [Resource("*", "*")]
+        if service == "acm" and "CertificateArn" in req.params:
+            arn = req.params["CertificateArn"]
+            tags = self.before.certificate_tags.get(arn)
+            if tags is None:
+                tags = self.after.certificate_tags.get(arn)
+            return [Resource(arn, "certificate", tags=tags)]
         # other services: the action alone (their ARNs are checked by name
         # patterns in the policy; test_iam_policy checks those)
         return [Resource("*", "*")]
@@ -416,6 +475,15 @@ class Evaluator:
                 ctx["iam:PermissionsBoundary"] = [have]
         if "PolicyArn" in p and req.action in ("iam:AttachRolePolicy", "iam:DetachRolePolicy"):
             ctx["iam:PolicyARN"] = [p["PolicyArn"]]
+        if req.action == "acm:RequestCertificate" and "ValidationMethod" in p:
+            ctx["acm:ValidationMethod"] = [p["ValidationMethod"]]
+        if req.action == "route53:ChangeResourceRecordSets":
+            ctx["route53:ChangeResourceRecordSetsRecordTypes"] = [
+                v for k, v in p.items() if k.startswith("RecordType.")
+            ]
+            ctx["route53:ChangeResourceRecordSetsNormalizedRecordNames"] = [
+                v for k, v in p.items() if k.startswith("RecordName.")
+            ]
         return ctx
 
     @staticmethod
@@ -435,6 +503,12 @@ class Evaluator:
                         return False
                 elif op == "ForAllValues:StringNotEquals":
                     if have and any(h in want for h in have):
+                        return False
+                elif op == "ForAllValues:StringEquals":
+                    if have and not all(h in want for h in have):
+                        return False
+                elif op == "ForAllValues:StringLike":
+                    if have and not all(any(fnmatch.fnmatchcase(h, w) for w in want) for h in have):
                         return False
                 elif op == "Null":
                     if (have is None) != (want == ["true"]):

@@ -128,6 +128,11 @@ def snapshot(moto, region: str, image_ids: set[str] = frozenset()) -> Snapshot:
             images = []
         for image in images:
             snap.image_owners[image["ImageId"]] = image["OwnerId"]
+    acm = moto.client("acm", region)
+    for cert in acm.list_certificates()["CertificateSummaryList"]:
+        arn = cert["CertificateArn"]
+        tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+        snap.certificate_tags[arn] = {t["Key"]: t.get("Value", "") for t in tags}
     for role in iam.list_roles()["Roles"]:
         if role["RoleName"].startswith("threetier-"):
             got = iam.get_role(RoleName=role["RoleName"])["Role"]

@@ -1,9 +1,9 @@
 """The whole control plane against a real moto server: site.yml on the real
 production inventory (inventories/production: its group_vars, production's
 profile, one NAT gateway per AZ, the interface endpoints; only the emulator,
-the buckets' names and the certificate given as extra vars), every resource
-checked through boto3 against the issue's numbers (the external ALB's web
-ACL included), a second run with
+the buckets' names and the site's name and zone given as extra vars), every
+resource checked through boto3 against the issue's numbers (the external
+ALB's certificate, validated by DNS, and web ACL included), a second run with
 nothing to change, drift repaired, the production dynamic inventory, and
 teardown (refused without confirmation, then complete)."""
 
@@ -19,9 +19,10 @@ import yaml
 from conftest import (
     PRODUCTION,
     PRODUCTION_ARTIFACTS,
-    PRODUCTION_CERTIFICATE,
     PRODUCTION_REGION,
+    PRODUCTION_SITE,
     PRODUCTION_SSM_BUCKET,
+    PRODUCTION_ZONE,
     assert_https_with_redirect,
     production_playbook,
 )
@@ -246,8 +247,9 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
     # production serves HTTPS: 443 with the certificate and a TLS 1.3/1.2
     # policy forwarding to web, 80 a permanent redirect to it; internal 5000 to app
     assert_https_with_redirect(
-        elb, ext["LoadBalancerArn"], PRODUCTION_CERTIFICATE, tgs[f"{P}-web"]["TargetGroupArn"]
-    )
+        elb, ext["LoadBalancerArn"], site_certificate(aws)["CertificateArn"],
+        tgs[f"{P}-web"]["TargetGroupArn"],
+    )  # fmt: skip
     (l_int,) = elb.describe_listeners(LoadBalancerArn=int_["LoadBalancerArn"])["Listeners"]
     assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
     assert l_int["DefaultActions"][0]["TargetGroupArn"] == tgs[f"{P}-app"]["TargetGroupArn"]
@@ -262,6 +264,52 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         assert attrs["idle_timeout.timeout_seconds"] == "60"
         # the production profile protects both balancers
         assert attrs["deletion_protection.enabled"] == "true"
+
+
+def site_certificates(aws) -> list[dict]:
+    """The ACM certificates tagged as the kit's for this environment, described."""
+    acm = aws("acm")
+    found = []
+    for summary in acm.list_certificates()["CertificateSummaryList"]:
+        arn = summary["CertificateArn"]
+        tags = acm.list_tags_for_certificate(CertificateArn=arn)["Tags"]
+        if {"Key": "Name", "Value": f"{P}-site"} in tags:
+            found.append(acm.describe_certificate(CertificateArn=arn)["Certificate"])
+    return found
+
+
+def site_certificate(aws) -> dict:
+    (cert,) = site_certificates(aws)
+    return cert
+
+
+def zone_records(aws) -> list[dict]:
+    r53 = aws("route53")
+    (zone,) = [
+        z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == PRODUCTION_ZONE + "."
+    ]
+    return r53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+
+
+def test_certificate_requested_and_validated_by_dns(aws, first_run):
+    """The production profile asks ACM for the site's certificate with DNS
+    validation, writes the CNAME record ACM names into the site's zone, and
+    waits until it is issued (the emulator issues it only once the record is
+    there); the external balancer's HTTPS listener serves it."""
+    cert = site_certificate(aws)
+    assert cert["DomainName"] == PRODUCTION_SITE
+    assert cert["Status"] == "ISSUED"
+    assert cert["Type"] == "AMAZON_ISSUED"
+    (option,) = cert["DomainValidationOptions"]
+    assert option["ValidationMethod"] == "DNS"
+    wanted = option["ResourceRecord"]
+    cnames = {r["Name"]: r for r in zone_records(aws) if r["Type"] == "CNAME"}
+    assert [v["Value"] for v in cnames[wanted["Name"]]["ResourceRecords"]] == [wanted["Value"]]
+    tags = {t["Key"]: t["Value"] for t in aws("acm").list_tags_for_certificate(
+        CertificateArn=cert["CertificateArn"])["Tags"]}  # fmt: skip
+    assert (tags["Project"], tags["Environment"]) == ("threetier", ENV)
+    ext = aws("elbv2").describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"][0]
+    assert cert["InUseBy"] == [ext["LoadBalancerArn"]]
 
 
 WAF = yaml.safe_load((ROOT / "roles/aws_waf/defaults/main.yml").read_text())
@@ -839,6 +887,10 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
         if a["Name"] == f"{P}-web"
     ]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{P}")["logGroups"]
+    # the certificate and its validation record are gone; the zone (the
+    # operator's) stays with its own records only
+    assert site_certificates(aws) == []
+    assert {r["Type"] for r in zone_records(aws)} == {"NS", "SOA"}
     # production keeps a final snapshot of its database, on purpose
     snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"].startswith(f"{P}-db-final") for s in snaps] == [True]

@@ -80,8 +80,8 @@ CASES = {
     ),
     "production without a certificate": (
         ["-e", "threetier_environment=production", "-e", "threetier_profile=production"],
-        "aws_load_balancers_certificate_arn: the production environment serves HTTPS only; set the"
-        " ARN of an ACM certificate",
+        "the production environment serves HTTPS only: let the kit request the site's certificate"
+        " (aws_certificate_enabled: true",
     ),
     "certificate of another region": (
         [
@@ -168,9 +168,9 @@ def test_production_as_shipped_is_refused_until_its_placeholders_are_set(kit, mo
     """The production inventory as shipped: the artifact bucket's placeholder
     name, then the SSM transfer bucket's (group_vars/all/ssm.yml: site.yml
     creates that bucket, so the control host checks its name, whether the
-    inventory lists instances or not), then the missing certificate, each
-    refused by name before any change (the AMI given, as after the first
-    bake)."""
+    inventory lists instances or not), then the missing site name and zone
+    (the certificate's), each refused by name before any change (the AMI
+    given, as after the first bake)."""
     run = kit.playbook("site.yml", *ANY_AMI, inventory="inventories/production")
     assert_refused(
         run,
@@ -189,7 +189,9 @@ def test_production_as_shipped_is_refused_until_its_placeholders_are_set(kit, mo
     assert {r.action for r in recorded_requests(run.recording)} <= {"ec2:DescribeInstances"}
     run = kit.playbook("site.yml", *ANY_AMI, *OWN_BUCKETS, inventory="inventories/production")
     assert_refused(
-        run, "aws_load_balancers_certificate_arn: the production environment serves HTTPS"
+        run,
+        "aws_certificate: aws_certificate_domain_name (the site's name) and"
+        " aws_certificate_zone_name (its public Route 53 zone) are required",
     )
 
 
