@@ -250,9 +250,9 @@ PRODUCTION_EXTRA = (
     # production serves HTTPS (the pre-flight refuses it without a certificate):
     # the kit requests the site's certificate and validates it in its zone
     "-e",
-    f"aws_certificate_domain_name={PRODUCTION_SITE}",
+    f"threetier_site_name={PRODUCTION_SITE}",
     "-e",
-    f"aws_certificate_zone_name={PRODUCTION_ZONE}",
+    f"threetier_site_zone={PRODUCTION_ZONE}",
 )
 
 

@@ -233,6 +233,21 @@ def route53_request(method: str, path: str, body: str, region: str) -> Request:
         )
     if len(parts) == 2 and parts[0] == "hostedzone":
         return Request("route53:GetHostedZone", region, {})
+    if parts == ["healthcheck"]:
+        action = "CreateHealthCheck" if method == "POST" else "ListHealthChecks"
+        return Request(f"route53:{action}", region, {})
+    if len(parts) == 2 and parts[0] == "healthcheck":
+        action = {
+            "GET": "GetHealthCheck",
+            "POST": "UpdateHealthCheck",
+            "DELETE": "DeleteHealthCheck",
+        }
+        return Request(f"route53:{action.get(method, '?')}", region, {})
+    if len(parts) == 2 and parts[0] == "tags":
+        return Request("route53:ListTagsForResources", region, {})
+    if len(parts) == 3 and parts[0] == "tags":
+        action = "ChangeTagsForResource" if method == "POST" else "ListTagsForResource"
+        return Request(f"route53:{action}", region, {})
     if len(parts) == 3 and parts[2] == "rrset" and method == "GET":
         return Request("route53:ListResourceRecordSets", region, {})
     if len(parts) == 3 and parts[2] == "rrset" and method == "POST":

@@ -3,7 +3,8 @@ production inventory (inventories/production: its group_vars, production's
 profile, one NAT gateway per AZ, the interface endpoints; only the emulator,
 the buckets' names and the site's name and zone given as extra vars), every
 resource checked through boto3 against the issue's numbers (the external
-ALB's certificate, validated by DNS, and web ACL included), a second run with
+ALB's certificate, validated by DNS, and web ACL, and the site's alias,
+health check and alarm included), a second run with
 nothing to change, drift repaired, the production dynamic inventory, and
 teardown (refused without confirmation, then complete)."""
 
@@ -310,6 +311,55 @@ def test_certificate_requested_and_validated_by_dns(aws, first_run):
     assert (tags["Project"], tags["Environment"]) == ("threetier", ENV)
     ext = aws("elbv2").describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"][0]
     assert cert["InUseBy"] == [ext["LoadBalancerArn"]]
+
+
+def site_health_checks(moto) -> list[dict]:
+    """The Route 53 health checks tagged as the kit's site check, with their tags."""
+    r53 = moto.client("route53", REGION)
+    found = []
+    for check in r53.list_health_checks()["HealthChecks"]:
+        tags = r53.list_tags_for_resource(ResourceType="healthcheck", ResourceId=check["Id"])
+        tags = {t["Key"]: t["Value"] for t in tags["ResourceTagSet"]["Tags"]}
+        if tags.get("Name") == f"{P}-site":
+            found.append({**check, "Tags": tags})
+    return found
+
+
+def test_site_name_points_at_the_external_balancer_and_is_checked(aws, moto, first_run):
+    """The site's name is an alias of the external ALB in its zone; a Route
+    53 health check requests https://<name>/healthz; an alarm on it in
+    us-east-1 (where Route 53's metrics are) notifies its own topic there."""
+    ext = aws("elbv2").describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"][0]
+    (record,) = [r for r in zone_records(aws) if r["Type"] == "A"]
+    assert record["Name"] == PRODUCTION_SITE + "."
+    alias = record["AliasTarget"]
+    assert alias["DNSName"].rstrip(".") == ext["DNSName"]
+    assert alias["HostedZoneId"] == ext["CanonicalHostedZoneId"]
+    assert alias["EvaluateTargetHealth"] is True
+    (check,) = site_health_checks(moto)
+    config = check["HealthCheckConfig"]
+    assert (config["Type"], config["FullyQualifiedDomainName"], config["Port"]) == (
+        "HTTPS", PRODUCTION_SITE, 443,
+    )  # fmt: skip
+    assert config["ResourcePath"] == "/healthz"
+    assert (config["RequestInterval"], config["FailureThreshold"]) == (30, 3)
+    assert (check["Tags"]["Project"], check["Tags"]["Environment"]) == ("threetier", ENV)
+    east = "us-east-1"
+    (alarm,) = moto.client("cloudwatch", east).describe_alarms(AlarmNames=[f"{P}-site-health"])[
+        "MetricAlarms"
+    ]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Route53", "HealthCheckStatus")
+    assert alarm["Dimensions"] == [{"Name": "HealthCheckId", "Value": check["Id"]}]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "Minimum", "LessThanThreshold", 1.0,
+    )  # fmt: skip
+    topics = [t["TopicArn"] for t in moto.client("sns", east).list_topics()["Topics"]]
+    (topic,) = [t for t in topics if t.endswith(f":{P}-site-health")]
+    assert topic.split(":")[3] == east
+    assert alarm["AlarmActions"] == [topic]
+    assert alarm["OKActions"] == [topic]
+    # nothing of it in the environment's own region
+    assert not aws("cloudwatch").describe_alarms(AlarmNames=[f"{P}-site-health"])["MetricAlarms"]
 
 
 WAF = yaml.safe_load((ROOT / "roles/aws_waf/defaults/main.yml").read_text())
@@ -890,7 +940,16 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
     # the certificate and its validation record are gone; the zone (the
     # operator's) stays with its own records only
     assert site_certificates(aws) == []
+    # the site's alias, health check, alarm and topic too
     assert {r["Type"] for r in zone_records(aws)} == {"NS", "SOA"}
+    assert site_health_checks(moto) == []
+    east = "us-east-1"
+    assert not moto.client("cloudwatch", east).describe_alarms(AlarmNamePrefix=P)["MetricAlarms"]
+    assert not [
+        t
+        for t in moto.client("sns", east).list_topics()["Topics"]
+        if t["TopicArn"].endswith(f":{P}-site-health")
+    ]
     # production keeps a final snapshot of its database, on purpose
     snaps = aws("rds").describe_db_snapshots(DBInstanceIdentifier=f"{P}-db")["DBSnapshots"]
     assert [s["DBSnapshotIdentifier"].startswith(f"{P}-db-final") for s in snaps] == [True]

@@ -81,7 +81,7 @@ CASES = {
     "production without a certificate": (
         ["-e", "threetier_environment=production", "-e", "threetier_profile=production"],
         "the production environment serves HTTPS only: let the kit request the site's certificate"
-        " (aws_certificate_enabled: true",
+        " (aws_certificate_enabled: true, with threetier_site_name and threetier_site_zone)",
     ),
     "certificate of another region": (
         [
@@ -190,8 +190,8 @@ def test_production_as_shipped_is_refused_until_its_placeholders_are_set(kit, mo
     run = kit.playbook("site.yml", *ANY_AMI, *OWN_BUCKETS, inventory="inventories/production")
     assert_refused(
         run,
-        "aws_certificate: aws_certificate_domain_name (the site's name) and"
-        " aws_certificate_zone_name (its public Route 53 zone) are required",
+        "aws_certificate: the site's name and its public Route 53 zone are required to request"
+        " a certificate (threetier_site_name and threetier_site_zone",
     )
 
 
