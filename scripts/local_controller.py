@@ -62,6 +62,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="127.0.0.1 port of the internet-facing ALB's port 80 "
         "(default: $THREETIER_LOCAL_PORT or 8080)",
     )
+    parser.add_argument(
+        "--publish-tls-port",
+        type=int,
+        default=_env_int("THREETIER_LOCAL_TLS_PORT", 8443),
+        help="127.0.0.1 port of the internet-facing ALB's port 443, when it has an HTTPS "
+        "listener (default: $THREETIER_LOCAL_TLS_PORT or 8443)",
+    )
+    parser.add_argument(
+        "--ca-dir",
+        type=Path,
+        default=Path(".local/ca"),
+        help="the local CA (ca.crt, ca.key) that issues the HTTPS listeners' certificates",
+    )
     parser.add_argument("--lb-image", default="localhost/threetier-lb:bookworm")
     parser.add_argument(
         "--state-dir",
@@ -121,13 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         name_prefix=args.name_prefix,
         container_prefix=args.container_prefix,
         publish_port=args.publish_port,
+        publish_tls_port=args.publish_tls_port,
+        ca_dir=args.ca_dir,
         lb_image=args.lb_image,
         state_dir=args.state_dir,
         interval=args.interval,
         transition_interval=args.transition_interval,
     )
     controller = Controller(
-        options, client("ec2"), client("elbv2"), client("rds"), client("autoscaling")
+        options,
+        client("ec2"),
+        client("elbv2"),
+        client("rds"),
+        client("autoscaling"),
+        acm=client("acm"),
     )
     stop = threading.Event()
 

@@ -7,7 +7,9 @@
 #
 #   scripts/moto.sh start|stop|status|restart|url
 #
-# Environment: MOTO_PORT (default 4566); THREETIER_LOCAL_PORT (default 8080,
+# Environment: MOTO_PORT (default 4566); THREETIER_LOCAL_TLS_PORT (default
+# 8443: the internet-facing ALB's 443, once it has an HTTPS listener);
+# THREETIER_LOCAL_PORT (default 8080,
 # where the controller publishes the internet-facing balancer). `start` waits
 # until the server answers and prints its URL; it does nothing for what is
 # already running.

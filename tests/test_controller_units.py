@@ -198,8 +198,10 @@ def test_structure_digest_follows_listeners_and_group_settings() -> None:
         assert hap.structure_of(changed) != base
 
 
-def test_listener_actions_without_a_group() -> None:
-    redirect = Listener(
+def redirect_to_https() -> Listener:
+    """HTTP on 80 answering a permanent redirect to HTTPS on 443 (the kit's
+    external balancer with a certificate)."""
+    return Listener(
         "l80",
         80,
         "HTTP",
@@ -208,6 +210,10 @@ def test_listener_actions_without_a_group() -> None:
             redirect=(("Port", "443"), ("Protocol", "HTTPS"), ("StatusCode", "HTTP_301")),
         ),
     )
+
+
+def test_listener_actions_without_a_group() -> None:
+    redirect = redirect_to_https()
     fixed = Listener(
         "l81",
         81,
@@ -232,8 +238,8 @@ def test_listener_actions_without_a_group() -> None:
         '    http-request return status 404 content-type "text/plain" string "no \\"way\\""'
         in text.splitlines()
     )
-    assert "frontend listener-443" not in text  # no certificate locally
-    assert "# listener 443/HTTPS: no local stand-in" in text
+    assert "frontend listener-443" not in text  # no certificate given to it
+    assert "# listener 443/HTTPS: no certificate here yet" in text
     assert "frontend listener-82" in text
     assert "backend" not in text.split("frontend listener-82", 1)[1]  # no backend for it
     assert "    http-request return status 503" in text.splitlines()
@@ -692,3 +698,137 @@ def test_reports_send_state_changes_and_resend_everything(monkeypatch: pytest.Mo
     r.send({a: hap.HEALTHY, b: hap.INITIAL})  # the periodic resend
     assert len(r.posts) == count + 1
     assert len(r.posts[-1]) == 2
+
+
+# --------------------------------------------------------------------------
+# HTTPS listeners: ACM's certificate, issued by the local CA (dataplane_tls)
+
+
+def test_https_listener_terminates_tls_with_its_certificate() -> None:
+    redirect = redirect_to_https()
+    https = Listener(
+        "l443",
+        443,
+        "HTTPS",
+        Action("forward", target_group_arn=TG_APP),
+        certificates=("arn:aws:acm:us-east-1:123456789012:certificate/x",),
+        ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06",
+    )
+    lb = balancer((redirect, https))
+    text = hap.render_config(
+        lb, {TG_APP: group()}, 1, certificates={"l443": "abc.pem"}, published={"443": "8443"}
+    )
+    lines = text.splitlines()
+    assert (
+        "    bind :443 ssl crt /etc/haproxy/local/certs/abc.pem ssl-min-ver TLSv1.2 alpn http/1.1"
+        in lines
+    )
+    https_part = text.split("frontend listener-443", 1)[1]
+    assert "    http-request set-header X-Forwarded-Proto https" in https_part.splitlines()
+    assert "    http-request set-header X-Forwarded-Port 443" in https_part.splitlines()
+    # the published balancer's redirect names the host's port for 443
+    assert (
+        "    http-request redirect location https://%[req.hdr(host),field(1,:)]:8443"
+        "%[capture.req.uri] code 301"
+    ) in lines
+    # a TLS 1.3-only policy; a new certificate file is a new structure (a reload)
+    only13 = Listener(**{**https.__dict__, "ssl_policy": "ELBSecurityPolicy-TLS13-1-3-2021-06"})
+    text13 = hap.render_config(
+        balancer((only13,)), {TG_APP: group()}, 1, certificates={"l443": "a.pem"}
+    )
+    assert "ssl-min-ver TLSv1.3" in text13
+    other = hap.render_config(
+        balancer((only13,)), {TG_APP: group()}, 1, certificates={"l443": "b.pem"}
+    )
+    assert hap.structure_of(other) != hap.structure_of(text13)
+
+
+def _make_ca(directory: Path, name: str = "test CA") -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "ca.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+class FakeAcm:
+    """DescribeCertificate's answer for one certificate (the names ACM gives)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.calls = 0
+
+    def describe_certificate(self, CertificateArn: str) -> dict:  # noqa: N803 (boto3's name)
+        self.calls += 1
+        return {"Certificate": {"DomainName": self.names[0], "SubjectAlternativeNames": self.names}}
+
+
+def test_certificates_are_issued_by_the_local_ca_for_acms_names(tmp_path: Path) -> None:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from localaws import dataplane_tls as tls
+
+    ca = tmp_path / "ca"
+    _make_ca(ca)
+    arn = "arn:aws:acm:us-east-1:123456789012:certificate/x"
+    certs = tls.Certificates(FakeAcm(["www.site.test", "api.site.test"]), ca)
+    assert certs.ca_ready()
+    out = tmp_path / "certs"
+    first = certs.ensure(arn, out)
+    assert oct(first.path.stat().st_mode & 0o777) == "0o600"
+    pem = first.path.read_bytes()
+    assert b"PRIVATE KEY" in pem
+    leaf, chain = x509.load_pem_x509_certificates(pem)
+    ca_cert = x509.load_pem_x509_certificate((ca / "ca.crt").read_bytes())
+    leaf.verify_directly_issued_by(ca_cert)
+    assert chain == ca_cert
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["www.site.test", "api.site.test", "localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
+    # the same again: the file is kept, ACM asked once
+    again = certs.ensure(arn, out)
+    assert again.path == first.path
+    assert again.path.read_bytes() == pem
+    assert certs.acm.calls == 1
+    # near its end, or from another CA: issued again
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=70)
+    assert tls.needs_issuing(first.path, ca, now=later)
+    assert not tls.needs_issuing(first.path, ca)
+    other = tmp_path / "other-ca"
+    _make_ca(other, "another CA")
+    assert tls.needs_issuing(first.path, other)
+    # other names: another file (the balancer's configuration changes)
+    renamed = tls.Certificates(FakeAcm(["www.site.test"]), ca).ensure(arn, out)
+    assert renamed.path != first.path
+    assert not tls.Certificates(FakeAcm(["x.test"]), tmp_path / "none").ca_ready()

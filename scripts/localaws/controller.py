@@ -39,6 +39,7 @@ from typing import Any, TextIO
 
 from . import dataplane_haproxy as hap
 from . import dataplane_nft as nft
+from . import dataplane_tls as tls
 from .controller_world import (
     ImageCache,
     Instance,
@@ -79,6 +80,8 @@ class Options:
     name_prefix: str = "threetier-local-"
     container_prefix: str = "tt-local-"
     publish_port: int = 8080
+    publish_tls_port: int = 8443  # the internet-facing ALB's 443 on 127.0.0.1
+    ca_dir: Path = Path(".local/ca")  # the local CA, ACM's stand-in (dataplane_tls)
     lb_image: str = "localhost/threetier-lb:bookworm"
     state_dir: Path = Path(".local/controller")
     interval: float = 0.5
@@ -291,8 +294,10 @@ class Controller:
         autoscaling: Any,
         podman: Podman | None = None,
         log: Log | None = None,
+        acm: Any = None,
     ) -> None:
         self.o = options
+        self.certificates = tls.Certificates(acm, options.ca_dir.resolve())
         self.ec2 = ec2
         self.elbv2 = elbv2
         self.autoscaling = autoscaling
@@ -816,6 +821,37 @@ class Controller:
                 self.log.problem(f"load balancer {name}", f"{type(exc).__name__}: {exc}")
                 p.ok = False
 
+    def _certificates(self, name: str, lb: LoadBalancer) -> dict[str, str]:
+        """The HTTPS listeners' certificates, issued by the local CA for the
+        names ACM gives (dataplane_tls): listener ARN -> file name in the
+        balancer's certs directory. A listener whose certificate cannot be
+        issued yet (no local CA, ACM not answering) stays out of the
+        configuration until it can, and says so."""
+        wanted = [x for x in lb.listeners if x.protocol == "HTTPS" and x.certificates]
+        certs_dir = self._lb_dirs(name)[0] / "certs"
+        out: dict[str, str] = {}
+        if not wanted:
+            tls.Certificates.prune(certs_dir, ())
+            return out
+        if not self.certificates.ca_ready():
+            self.log.problem(
+                f"no ca {name}",
+                f"{name}: its HTTPS listener waits for the local CA "
+                f"({self.certificates.ca_dir}: make up makes it)",
+            )
+            return out
+        for listener in wanted:
+            arn = listener.certificates[0]
+            try:
+                cert = self.certificates.ensure(arn, certs_dir)
+            except Exception as exc:  # one certificate failing must not stop the balancer
+                self.log.problem(f"cert {arn}", f"{name}: certificate {arn}: {exc}")
+                continue
+            out[listener.arn] = cert.path.name
+        # (a file of names no longer wanted stays: a configuration HAProxy
+        # refused, put back, may still name it; all go with the listeners)
+        return out
+
     def _lb_dirs(self, name: str) -> tuple[Path, Path]:
         base = self.state_dir / "lb" / name
         return base / "etc", base / "run"
@@ -831,11 +867,18 @@ class Controller:
             self.log.once(f"nolegs {name}", f"{name}: no subnet of {lb.name} has a network yet")
             return
         publish = publisher and any(x.port == 80 and x.protocol == "HTTP" for x in lb.listeners)
+        certificates = self._certificates(name, lb)
+        publish_tls = publisher and any(
+            x.port == 443 and x.arn in certificates for x in lb.listeners
+        )
+        # what a redirect to 443 names on the published balancer: the host's port
+        published = {"443": str(self.o.publish_tls_port)} if publish_tls else {}
         spec = {
             "arn": lb.arn,
             "image": self.o.lb_image,
             "legs": legs,
             "publish": self.o.publish_port if publish else 0,
+            "publish_tls": self.o.publish_tls_port if publish_tls else 0,
         }
         spec_digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         etc, run = self._lb_dirs(name)
@@ -849,7 +892,9 @@ class Controller:
         groups = world.target_groups
         if groups is None:
             return
-        text = hap.render_config(lb, groups, self.o.transition_interval)
+        text = hap.render_config(
+            lb, groups, self.o.transition_interval, certificates=certificates, published=published
+        )
         if c is None:
             etc.mkdir(parents=True, exist_ok=True)
             run.mkdir(parents=True, exist_ok=True)
@@ -863,6 +908,8 @@ class Controller:
                 args += ["--network", f"{network}:ip={ip},mac={mac_for_ip(ip)}"]
             if publish:
                 args += ["--publish", f"127.0.0.1:{self.o.publish_port}:80"]
+            if publish_tls:
+                args += ["--publish", f"127.0.0.1:{self.o.publish_tls_port}:443"]
             args += [
                 "--volume", f"{etc}:{hap.CONFIG_DIR}:ro",
                 "--volume", f"{run}:{hap.RUN_DIR}",
@@ -883,8 +930,11 @@ class Controller:
             self.lb_structure[name] = hap.structure_of(text)
             p.launched.add(name)
             where = ", ".join(f"{ip} on {net}" for net, ip in legs)
-            published = f", published on 127.0.0.1:{self.o.publish_port}" if publish else ""
-            self.log.info(f"launched {name} for {lb.name} ({where}{published})")
+            ports = [str(self.o.publish_port)] * publish + [
+                str(self.o.publish_tls_port)
+            ] * publish_tls
+            shown = f", published on 127.0.0.1:{' and :'.join(ports)}" if ports else ""
+            self.log.info(f"launched {name} for {lb.name} ({where}{shown})")
             return
         runtime = hap.Runtime(run / hap.SOCKET)
         wanted = hap.structure_of(text)
@@ -894,7 +944,9 @@ class Controller:
                 applied = hap.structure_of((etc / "haproxy.cfg").read_text())
             except OSError:
                 applied = ""
-        if wanted != applied and self._reload(name, lb, groups, runtime, etc, run, wanted):
+        if wanted != applied and self._reload(
+            name, lb, groups, runtime, etc, run, wanted, certificates, published
+        ):
             return  # the new workers' socket is being set up: targets next pass
         self._targets(p, lb, groups, runtime)
 
@@ -907,6 +959,8 @@ class Controller:
         etc: Path,
         run: Path,
         wanted: str,
+        certificates: Mapping[str, str],
+        published: Mapping[str, str],
     ) -> bool:
         """A structural change: the new file, with the servers that exist
         now, and their state saved for the new workers (HAProxy's master
@@ -919,7 +973,9 @@ class Controller:
             backend: [(server, row.address) for server, row in sorted(by_server.items())]
             for backend, by_server in rows.items()
         }
-        text = hap.render_config(lb, groups, self.o.transition_interval, servers)
+        text = hap.render_config(
+            lb, groups, self.o.transition_interval, servers, certificates, published
+        )
         path = etc / "haproxy.cfg"
         previous = path.read_text() if path.exists() else ""
         runtime.save_state(run / hap.STATE_FILE)

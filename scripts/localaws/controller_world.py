@@ -106,6 +106,8 @@ class Listener:
     port: int
     protocol: str
     action: Action | None
+    certificates: tuple[str, ...] = ()  # HTTPS: the default certificate first
+    ssl_policy: str = ""
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,8 @@ class Reader:
                     port=int(x["Port"]),
                     protocol=x.get("Protocol", "HTTP"),
                     action=_default_action(x.get("DefaultActions", [])),
+                    certificates=tuple(c["CertificateArn"] for c in x.get("Certificates") or []),
+                    ssl_policy=x.get("SslPolicy") or "",
                 )
                 for x in _pages(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=arn)
             )

@@ -33,9 +33,18 @@ from .controller_world import Action, LoadBalancer, Target, TargetGroup
 
 # Paths inside the balancer's container (bind mounts of the state directory).
 CONFIG_DIR = "/etc/haproxy/local"
+CERTS_DIR = f"{CONFIG_DIR}/certs"  # the HTTPS listeners' certificates (dataplane_tls)
 RUN_DIR = "/run/threetier"
 SOCKET = "admin.sock"
 STATE_FILE = "server-state"
+
+
+def ssl_min_version(policy: str) -> str:
+    """An ALB security policy -> the lowest TLS version HAProxy accepts (the
+    ELBSecurityPolicy-TLS13-1-2-* policies: TLS 1.2 and 1.3; -TLS13-1-3-*:
+    1.3 only). Ciphers stay OpenSSL's defaults for those versions."""
+    return "TLSv1.3" if "TLS13-1-3" in policy else "TLSv1.2"
+
 
 # Seconds to open a connection to a target before trying another
 # (roles/local_lb's local_lb_connect_timeout).
@@ -126,7 +135,11 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _action_lines(action: Action | None, groups: Mapping[str, TargetGroup]) -> list[str]:
+def _action_lines(
+    action: Action | None,
+    groups: Mapping[str, TargetGroup],
+    ports: Mapping[str, str] | None = None,
+) -> list[str]:
     if action is None:
         return ["http-request return status 503"]
     if action.kind == "forward":
@@ -139,6 +152,9 @@ def _action_lines(action: Action | None, groups: Mapping[str, TargetGroup]) -> l
         protocol = r.get("Protocol", "#{protocol}")
         scheme = "%[ssl_fc,iif(https,http)]" if protocol == "#{protocol}" else protocol.lower()
         port = r.get("Port", "#{port}")
+        # a published balancer: the port a redirect names is the one the
+        # host publishes it on (127.0.0.1:8443 for 443; local only)
+        port = (ports or {}).get(port, port)
         if port == "#{port}":
             port_part = ":%[dst_port]"
         elif (scheme, port) in (("http", "80"), ("https", "443")):
@@ -165,6 +181,8 @@ def render_config(
     groups: Mapping[str, TargetGroup],
     transition_interval: int,
     servers: Mapping[str, Iterable[tuple[str, str]]] | None = None,
+    certificates: Mapping[str, str] | None = None,
+    published: Mapping[str, str] | None = None,
 ) -> str:
     """The balancer's haproxy.cfg (ported from roles/local_lb's template).
 
@@ -176,8 +194,14 @@ def render_config(
 
     The first lines carry a digest of the structure (everything but the
     servers): the controller reloads when it differs, also after its own
-    restart (it reads the digest back from the file)."""
-    structure = _body(lb, groups, transition_interval, None)
+    restart (it reads the digest back from the file).
+
+    ``certificates`` (listener ARN -> the certificate's file name in
+    CERTS_DIR) gives HTTPS listeners their certificate; one without stays
+    out. ``published`` (listener port -> the host's port) is what a redirect
+    to that port names instead."""
+    certificates = certificates or {}
+    structure = _body(lb, groups, transition_interval, None, certificates, published)
     digest = hashlib.sha256(structure.encode()).hexdigest()[:16]
     head = (
         "# threetier local controller: HAProxy standing in for the ALB\n"
@@ -185,7 +209,7 @@ def render_config(
         f"# structure {digest}\n\n"
     )
     if servers:
-        return head + _body(lb, groups, transition_interval, servers)
+        return head + _body(lb, groups, transition_interval, servers, certificates, published)
     return head + structure
 
 
@@ -194,6 +218,8 @@ def _body(
     groups: Mapping[str, TargetGroup],
     transition_interval: int,
     servers: Mapping[str, Iterable[tuple[str, str]]] | None,
+    certificates: Mapping[str, str],
+    published: Mapping[str, str] | None,
 ) -> str:
     lines = [
         "global",
@@ -225,18 +251,27 @@ def _body(
         "    retry-on conn-failure empty-response",
     ]
     for listener in lb.listeners:
-        if listener.protocol != "HTTP":
-            lines += ["", f"# listener {listener.port}/{listener.protocol}: no local stand-in"]
+        if listener.protocol == "HTTP":
+            bind, proto = f"    bind :{listener.port}", "http"
+        elif listener.protocol == "HTTPS" and listener.arn in certificates:
+            bind = (
+                f"    bind :{listener.port} ssl crt {CERTS_DIR}/{certificates[listener.arn]}"
+                f" ssl-min-ver {ssl_min_version(listener.ssl_policy)} alpn http/1.1"
+            )
+            proto = "https"
+        else:
+            why = "no certificate here yet" if listener.protocol == "HTTPS" else "no local stand-in"
+            lines += ["", f"# listener {listener.port}/{listener.protocol}: {why}"]
             continue
         lines += [
             "",
             f"frontend listener-{listener.port}",
-            f"    bind :{listener.port}",
+            bind,
             "    option forwardfor",
-            "    http-request set-header X-Forwarded-Proto http",
+            f"    http-request set-header X-Forwarded-Proto {proto}",
             f"    http-request set-header X-Forwarded-Port {listener.port}",
         ]
-        lines += [f"    {x}" for x in _action_lines(listener.action, groups)]
+        lines += [f"    {x}" for x in _action_lines(listener.action, groups, published)]
     for group in backends_of(lb, groups):
         hc = group.health_check
         keywords = " ".join(server_keywords(group, transition_interval))
