@@ -115,10 +115,14 @@ def test_server_keywords_spell_out_the_target_groups_check() -> None:
     words = hap.server_keywords(group(slow_start=30), transition_interval=1)
     assert " ".join(words) == (
         "check inter 5s rise 2 fall 2 fastinter 1s downinter 1s slowstart 30s"
+        " pool-max-conn 64 pool-purge-delay 10s"
     )
     plain = hap.server_keywords(group(healthy=5, unhealthy=3, interval=15), 0)
-    assert plain == ["check", "inter", "15s", "rise", "5", "fall", "3"]
-    assert hap.server_keywords(group(hc_port="8081"), 0)[-2:] == ["port", "8081"]
+    assert plain[:7] == ["check", "inter", "15s", "rise", "5", "fall", "3"]
+    # idle connections kept for the next requests (a server added at run
+    # time keeps none by default)
+    assert plain[7:] == ["pool-max-conn", "64", "pool-purge-delay", "10s"]
+    assert hap.server_keywords(group(hc_port="8081"), 0)[7:9] == ["port", "8081"]
 
 
 @pytest.mark.parametrize(

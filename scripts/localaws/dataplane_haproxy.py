@@ -128,6 +128,10 @@ def server_keywords(group: TargetGroup, transition_interval: int) -> list[str]:
         words += ["port", hc.port]
     if group.slow_start > 0:
         words += ["slowstart", f"{group.slow_start}s"]
+    # Keep idle connections to the target for the next requests, as an ALB
+    # does: a server added at run time (``add server``) keeps none by default
+    # in HAProxy 2.6 (idle_lim 0), so every request opened a new connection.
+    words += ["pool-max-conn", "64", "pool-purge-delay", "10s"]
     return words
 
 
