@@ -807,8 +807,8 @@ def test_certificates_are_issued_by_the_local_ca_for_acms_names(tmp_path: Path) 
     assert certs.ca_ready()
     out = tmp_path / "certs"
     first = certs.ensure(arn, out)
-    assert oct(first.path.stat().st_mode & 0o777) == "0o600"
-    pem = first.path.read_bytes()
+    assert oct(first.stat().st_mode & 0o777) == "0o600"
+    pem = first.read_bytes()
     assert b"PRIVATE KEY" in pem
     leaf, chain = x509.load_pem_x509_certificates(pem)
     ca_cert = x509.load_pem_x509_certificate((ca / "ca.crt").read_bytes())
@@ -822,17 +822,22 @@ def test_certificates_are_issued_by_the_local_ca_for_acms_names(tmp_path: Path) 
     ]
     # the same again: the file is kept, ACM asked once
     again = certs.ensure(arn, out)
-    assert again.path == first.path
-    assert again.path.read_bytes() == pem
+    assert again == first
+    assert again.read_bytes() == pem
     assert certs.acm.calls == 1
+    # a file gone since the last check is issued again at once (the check's
+    # memory follows the file)
+    first.unlink()
+    assert certs.ensure(arn, out) == first
+    assert first.is_file()
     # near its end, or from another CA: issued again
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=70)
-    assert tls.needs_issuing(first.path, ca, now=later)
-    assert not tls.needs_issuing(first.path, ca)
+    assert tls.needs_issuing(first, ca, now=later)
+    assert not tls.needs_issuing(first, ca)
     other = tmp_path / "other-ca"
     _make_ca(other, "another CA")
-    assert tls.needs_issuing(first.path, other)
+    assert tls.needs_issuing(first, other)
     # other names: another file (the balancer's configuration changes)
     renamed = tls.Certificates(FakeAcm(["www.site.test"]), ca).ensure(arn, out)
-    assert renamed.path != first.path
+    assert renamed != first
     assert not tls.Certificates(FakeAcm(["x.test"]), tmp_path / "none").ca_ready()

@@ -831,7 +831,7 @@ class Controller:
         certs_dir = self._lb_dirs(name)[0] / "certs"
         out: dict[str, str] = {}
         if not wanted:
-            tls.Certificates.prune(certs_dir, ())
+            tls.Certificates.remove_all(certs_dir)
             return out
         if not self.certificates.ca_ready():
             self.log.problem(
@@ -843,11 +843,11 @@ class Controller:
         for listener in wanted:
             arn = listener.certificates[0]
             try:
-                cert = self.certificates.ensure(arn, certs_dir)
+                path = self.certificates.ensure(arn, certs_dir)
             except Exception as exc:  # one certificate failing must not stop the balancer
                 self.log.problem(f"cert {arn}", f"{name}: certificate {arn}: {exc}")
                 continue
-            out[listener.arn] = cert.path.name
+            out[listener.arn] = path.name
         # (a file of names no longer wanted stays: a configuration HAProxy
         # refused, put back, may still name it; all go with the listeners)
         return out

@@ -23,7 +23,6 @@ import hashlib
 import ipaddress
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +33,10 @@ LOCAL_NAMES = ("localhost",)
 LOCAL_IPS = ("127.0.0.1", "::1")
 
 
-@dataclass(frozen=True)
-class Issued:
-    path: Path  # cert, chain and key in one PEM (HAProxy's crt)
-    names: tuple[str, ...]
-
-
-def _load_ca(ca_dir: Path) -> tuple[Any, Any]:
+def _ca_certificate(ca_dir: Path) -> Any:
     from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
-    cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
-    key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
-    return cert, key
+    return x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
 
 
 def issue_pem(
@@ -63,7 +53,8 @@ def issue_pem(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    ca_cert, ca_key = _load_ca(ca_dir)
+    ca_cert = _ca_certificate(ca_dir)
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), password=None)
     now = now or datetime.datetime.now(datetime.UTC)
     names = list(dict.fromkeys([*names, *LOCAL_NAMES]))
     key = ec.generate_private_key(ec.SECP256R1())
@@ -107,7 +98,7 @@ def needs_issuing(path: Path, ca_dir: Path, now: datetime.datetime | None = None
     try:
         text = path.read_bytes()
         cert = x509.load_pem_x509_certificate(text)
-        ca_cert, _ = _load_ca(ca_dir)
+        ca_cert = _ca_certificate(ca_dir)
     except (OSError, ValueError):
         return True
     now = now or datetime.datetime.now(datetime.UTC)
@@ -127,13 +118,31 @@ def file_name(arn: str, names: Iterable[str]) -> str:
     return f"{digest}.pem"
 
 
+def _stamp(*paths: Path) -> tuple[int, ...]:
+    """The files' modification times (-1: missing)."""
+    out = []
+    for path in paths:
+        try:
+            out.append(path.stat().st_mtime_ns)
+        except OSError:
+            out.append(-1)
+    return tuple(out)
+
+
 class Certificates:
     """The certificates the controller issued, by ACM ARN."""
+
+    # A checked certificate is checked again (parsed, verified against the
+    # CA, its end compared) once its file or the CA's changed, or an hour
+    # later: not on every pass of the controller (every half second).
+    RECHECK = datetime.timedelta(hours=1)
 
     def __init__(self, acm: Any, ca_dir: Path) -> None:
         self.acm = acm
         self.ca_dir = ca_dir
         self.names: dict[str, tuple[str, ...]] = {}  # ARN -> names ACM gave
+        # file -> (its and the CA's modification times, when to check again)
+        self.checked: dict[Path, tuple[tuple[int, ...], datetime.datetime]] = {}
 
     def ca_ready(self) -> bool:
         return (self.ca_dir / "ca.crt").is_file() and (self.ca_dir / "ca.key").is_file()
@@ -145,24 +154,30 @@ class Certificates:
             self.names[arn] = tuple(dict.fromkeys(n for n in names if n))
         return self.names[arn]
 
-    def ensure(self, arn: str, directory: Path) -> Issued:
-        """The certificate for ``arn`` in ``directory``: issued when missing,
-        from another CA or near its end; other files there are left for
-        :meth:`prune`."""
+    def ensure(self, arn: str, directory: Path) -> Path:
+        """The file of the certificate for ``arn`` in ``directory`` (cert,
+        chain and key in one PEM, HAProxy's crt): issued when missing, from
+        another CA or near its end."""
         names = self.names_of(arn)
         path = directory / file_name(arn, names)
-        if needs_issuing(path, self.ca_dir):
+        now = datetime.datetime.now(datetime.UTC)
+        stamp = _stamp(path, self.ca_dir / "ca.crt")
+        seen = self.checked.get(path)
+        if seen is not None and seen[0] == stamp and now < seen[1]:
+            return path
+        if needs_issuing(path, self.ca_dir, now):
             directory.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(issue_pem(self.ca_dir, names))
             os.replace(tmp, path)
-        return Issued(path, names)
+        self.checked[path] = (_stamp(path, self.ca_dir / "ca.crt"), now + self.RECHECK)
+        return path
 
     @staticmethod
-    def prune(directory: Path, keep: Iterable[Path]) -> None:
-        keep = {p.name for p in keep}
+    def remove_all(directory: Path) -> None:
+        """Every certificate file in ``directory`` (its balancer has no
+        HTTPS listener any more)."""
         for old in directory.glob("*.pem") if directory.is_dir() else ():
-            if old.name not in keep:
-                old.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
