@@ -9,14 +9,17 @@ and AMI records made with boto3."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
+from conftest import ROOT, ansible_env
 
 REGION = "us-west-2"
 ENV = "dev"  # with the local inventory's production profile: 2/2/4 per tier
@@ -77,29 +80,61 @@ def image_repos(name: str) -> dict[str, str]:
     return {k: f"localhost/tt-{name}-{k}" for k in ("web", "app", "lb", "db")}
 
 
+def ca_dir(repos: dict[str, str]) -> Path:
+    """The local CA of a test's bakes (local_fleet_ca_dir), under the test's
+    own name: never the checkout's .local/ca, which make up may be making at
+    the same moment."""
+    return ROOT / ".local" / "test" / f"{repos['app'].rsplit('/', 1)[-1]}-ca"
+
+
 def bake_args(release: str, repos: dict[str, str]) -> tuple[str, ...]:
     """images.yml's arguments for a bake of `release` from those repositories."""
     return (
         "-e",
         f"threetier_release={release}",
         "-e",
-        json.dumps({"local_fleet_image_repos": repos}),
+        json.dumps({"local_fleet_image_repos": repos, "local_fleet_ca_dir": str(ca_dir(repos))}),
     )
 
 
 def tier_images(repos: dict[str, str], release: str) -> Iterator[dict[str, str]]:
     """A module fixture's body: the tier images a bake of `release` would make,
-    as tags of the base image under `repos` (local_bake.yml finds them present,
-    so the test spends its time on the AMI records); skips the module without
-    the base image. Yields tier -> image of web and app; untags them after."""
+    as the base image under `repos` (local_bake.yml finds them present, so the
+    test spends its time on the AMI records): tags, and the app image labelled
+    with the checksum of the local CA it would trust (made here by the kit's
+    local_ca role, as the bake makes it). Skips the module without the base
+    image. Yields tier -> image of web and app; removes them after."""
     if subprocess.run(["podman", "image", "exists", BASE_IMAGE], check=False).returncode != 0:
         pytest.skip(f"{BASE_IMAGE} missing (scripts/build-base-image.sh)")
+    ca = ca_dir(repos)
+    made_ca = subprocess.run(
+        ["ansible", "localhost", "-m", "ansible.builtin.include_role", "-a", "name=local_ca",
+         "-e", f"local_ca_dir={ca}"],
+        cwd=ROOT, env=ansible_env(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made_ca.returncode == 0, made_ca.stdout[-3000:] + made_ca.stderr[-3000:]
+    checksum = hashlib.sha256((ca / "ca.crt").read_bytes()).hexdigest()
     tags = {"web": release, "app": release, "lb": "bookworm", "db": "bookworm"}
-    made = [f"{repos[k]}:{t}" for k, t in tags.items()]
+    made = [f"{repos[k]}:{t}" for k, t in tags.items() if k != "app"]
     for ref in made:
         subprocess.run(["podman", "tag", BASE_IMAGE, ref], check=True)
+    app = f"{repos['app']}:{release}"
+    holder = f"tt-{repos['app'].rsplit('/', 1)[-1]}-label"
+    subprocess.run(["podman", "rm", "--force", holder], capture_output=True, check=False)
+    subprocess.run(
+        ["podman", "create", "--name", holder, BASE_IMAGE], capture_output=True, check=True
+    )
+    try:
+        subprocess.run(
+            ["podman", "commit", "--quiet", f"--change=LABEL threetier.db-ca-sha256={checksum}",
+             holder, app],
+            capture_output=True, check=True,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["podman", "rm", "--force", holder], capture_output=True, check=False)
     yield {k: f"{repos[k]}:{tags[k]}" for k in ("web", "app")}
     subprocess.run(["podman", "untag", BASE_IMAGE, *made], check=False)
+    subprocess.run(["podman", "rmi", "--force", app], capture_output=True, check=False)
 
 
 def placeholder_ami(moto, region: str = REGION) -> str:
