@@ -41,9 +41,11 @@ DOCUMENTATION = """
         (retries left x delay; the tries' own run time is not counted).
       - After the PLAY RECAP, a SUMMARY block - per host the number and the names of
         the tasks that changed something (or that nothing changed), the task a failed
-        host stopped at, the custom stat C(threetier_endpoints) (a dict label -> URL
-        or endpoint, set by the playbooks with ansible.builtin.set_stats) under
-        "where it answers", and the custom stat C(threetier_notes) (a list of lines).
+        host stopped at and why (the failure's message on one line, with the last line
+        a failed command wrote; nothing of a no_log task), the custom stat
+        C(threetier_endpoints) (a dict label -> URL or endpoint, set by the playbooks
+        with ansible.builtin.set_stats) under "where it answers", and the custom stat
+        C(threetier_notes) (a list of lines).
       - A task still running after O(banner_after) seconds shows its banner then (with
         O(display_skipped_hosts=false) the default callback prints it with the first result).
     options:
@@ -119,6 +121,40 @@ def _task_names(names: Iterable[str], limit: int = MAX_NAMES) -> str:
 
 def _one_line(text) -> str:
     return " ".join(str(text).split())
+
+
+MAX_REASON = 300  # characters of a failure's reason in the summary
+
+
+def _failure_reason(res: Mapping) -> str:
+    """A failed result's reason on one line: its message, and the last line a
+    command wrote to stderr (or stdout) when the message is only the exit
+    code; for a loop, its first failed item's. The summary is what a log's
+    tail shows (CI prints the end of make up's log): without the reason, the
+    failure itself had scrolled out of it."""
+    if not isinstance(res, Mapping):
+        return ""
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and item.get("failed"):
+                reason = _failure_reason(item)
+                if reason:
+                    return reason
+    msg = _one_line(res.get("msg") or "")
+    if "non-zero return code" in msg and isinstance(res.get("rc"), int):
+        msg = f"exit code {res['rc']}"
+    out = ""
+    for key in ("stderr", "stdout"):
+        lines = [line for line in str(res.get(key) or "").splitlines() if line.strip()]
+        if lines:
+            out = _one_line(lines[-1])
+            break
+    if out and out not in msg and (not msg or msg.startswith("exit code") or len(msg) < 40):
+        msg = f"{msg}: {out}" if msg else out
+    if len(msg) > MAX_REASON:
+        msg = msg[: MAX_REASON - 3] + "..."
+    return msg
 
 
 def _flush() -> None:
@@ -273,13 +309,18 @@ class CallbackModule(DefaultCallback):
         if ignore_errors:
             self._threetier_note_changed(result)
         else:
-            self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
+            where = self._threetier_task_name(result)
+            reason = _failure_reason(result.result)
+            where = f"{where}: {reason}" if reason else where
+            self._threetier_failed[result.host.get_name()] = where
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
         self._threetier_host_done(result)
 
     @_locked
     def v2_runner_on_unreachable(self, result) -> None:
-        self._threetier_failed[result.host.get_name()] = self._threetier_task_name(result)
+        where = self._threetier_task_name(result)
+        reason = _failure_reason(result.result)
+        self._threetier_failed[result.host.get_name()] = f"{where}: {reason}" if reason else where
         super().v2_runner_on_unreachable(result)
         self._threetier_host_done(result)
 

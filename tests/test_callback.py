@@ -127,11 +127,33 @@ def test_a_run_that_changes_nothing_says_so(kit):
 def test_a_failed_run_names_where_it_stopped(kit):
     run = _run(kit, QUIET, "-e", "tt_fail=true")
     assert run.rc == 2, run.output[-3000:]
-    assert _summary(run) == ["  nothing changed", "  localhost: stopped at: Stop here when asked"]
+    assert _summary(run) == [
+        "  nothing changed",
+        "  localhost: stopped at: Stop here when asked: stopped as asked",
+    ]
     # callback_result_format = yaml (ansible.cfg) still shapes the failure
     assert "fatal: [localhost]: FAILED! => \n    changed: false\n    msg: stopped as asked" in (
         run.output
     )
+
+
+def test_a_failed_command_says_its_last_words_and_a_secret_nothing(kit):
+    """The summary is what a log's tail shows: it carries the failure's
+    reason (a command's exit and the last line it wrote), never what a no_log
+    task hid."""
+    run = _run(kit, QUIET, "-e", "tt_fail=command")
+    assert run.rc == 2, run.output[-3000:]
+    assert _summary(run) == [
+        "  nothing changed",
+        "  localhost: stopped at: Fail a command when asked: exit code 3: the last words",
+    ]
+    run = _run(kit, QUIET, "-e", "tt_fail=secret")
+    assert run.rc == 2, run.output[-3000:]
+    assert _summary(run) == [
+        "  nothing changed",
+        "  localhost: stopped at: Fail in secret when asked",
+    ]
+    assert "hunter2" not in run.output
 
 
 @pytest.mark.parametrize("extra", [[], ["-e", "tt_fail=true"]], ids=["ok", "failed"])
