@@ -10,7 +10,10 @@
    CPU is in the first web instance's) and each balancer's view of the hop
    behind it (HAProxy's averages of its last 1,024 requests: connect,
    response and total time, and how many requests opened a new connection
-   rather than reusing one).
+   rather than reusing one), then each hop's own time per request from what
+   each logs of the same requests: nginx's request_time and upstream time
+   (its access log), taskboard's duration_ms (its journal), PostgreSQL's
+   active time (pg_stat_database), each less the next hop's.
 2. With --rollout VERSION: the wall time of a rolling release
    (playbooks/release.yml) beside its lower bound,
    batches x (drain + restart + healthy threshold x check interval), and
@@ -176,6 +179,80 @@ def backends(balancer: str) -> dict[str, dict[str, int]]:
     }
 
 
+NGINX_LOG = "/var/log/nginx/access.log"  # nginx_web_access_log's default
+PATH_LISTED = "/api/tasks"
+
+
+def log_lines(container: str) -> int:
+    """How many lines nginx's access log of a web instance has so far."""
+    out = podman("exec", container, "wc", "-l", NGINX_LOG).stdout.split()
+    return int(out[0]) if out and out[0].isdigit() else 0
+
+
+def nginx_times(marks: dict[str, int]) -> list[tuple[float, float]]:
+    """(request_time, upstream_response_time) in ms of every listing nginx
+    logged since the marks (line counts per web instance): nginx's own view
+    of a request and of the internal balancer's answer."""
+    times = []
+    for container, start in marks.items():
+        text = podman("exec", container, "tail", "-n", f"+{start + 1}", NGINX_LOG).stdout
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            upstream = str(entry.get("upstream_response_time", "")).split(",")[-1].strip()
+            if not entry.get("uri", "").startswith(PATH_LISTED) or not re.fullmatch(
+                r"[0-9.]+", upstream
+            ):
+                continue
+            times.append((float(entry["request_time"]) * 1000, float(upstream) * 1000))
+    return times
+
+
+def app_times(containers: list[str], since: float) -> list[float]:
+    """duration_ms of every listing taskboard logged since `since` (epoch s):
+    the app's own time, its database queries included."""
+    times = []
+    for container in containers:
+        text = podman(
+            "exec", container, "journalctl", "--no-pager", "-o", "cat", "-u", "taskboard",
+            f"--since=@{since:.0f}",
+        ).stdout  # fmt: skip
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("message") == "request" and entry.get("path") == PATH_LISTED:
+                times.append(float(entry["duration_ms"]))
+    return times
+
+
+def database_active_ms() -> float:
+    """PostgreSQL's time spent executing statements, all databases, so far
+    (pg_stat_database.active_time, ms)."""
+    out = podman(
+        "exec", "tt-local-db", "runuser", "-u", "postgres", "--", "psql", "-Atc",
+        "select coalesce(sum(active_time), 0) from pg_stat_database",
+    ).stdout.strip()  # fmt: skip
+    return float(out) if re.fullmatch(r"[0-9.]+", out) else float("nan")
+
+
+# A session's statistics reach pg_stat_database at most once a second while
+# it works and within 10 s once idle (PostgreSQL 15's PGSTAT_IDLE_INTERVAL)
+STATS_SETTLE = 11
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
+
+
 def hops() -> dict[str, list[str]]:
     return {
         "external balancer": ["tt-local-lb-ext"],
@@ -186,14 +263,23 @@ def hops() -> dict[str, list[str]]:
     }
 
 
-def breakdown_of_the_stack(args) -> tuple[dict, dict[str, float], dict[str, dict]]:
-    """The whole stack's run, with each hop's CPU and each balancer's counters
-    around it."""
+def breakdown_of_the_stack(args) -> tuple[dict, dict[str, float], dict[str, dict], dict]:
+    """The whole stack's run, with each hop's CPU, each balancer's counters
+    and each hop's own log of its time around it."""
     parts = hops()
+    marks = {c: log_lines(c) for c in parts["web instances (nginx; the client too)"]}
+    since = time.time() - 1
+    db0 = database_active_ms()
     cpu0 = {hop: sum(cpu_ns(c) for c in cs) for hop, cs in parts.items()}
     lb0 = {lb: backends(lb) for lb in ("tt-local-lb-ext", "tt-local-lb-int")}
     stack = measure(names("web")[0], address("tt-local-lb-ext"), 80, args)
     cpu = {hop: sum(cpu_ns(c) for c in cs) - cpu0[hop] for hop, cs in parts.items()}
+    time.sleep(STATS_SETTLE)
+    logged = {
+        "nginx": nginx_times(marks),
+        "app": app_times(parts["app instances (gunicorn)"], since),
+        "db_ms": database_active_ms() - db0,
+    }
     seen = {}
     for lb, before in lb0.items():
         for name, after in backends(lb).items():
@@ -202,11 +288,11 @@ def breakdown_of_the_stack(args) -> tuple[dict, dict[str, float], dict[str, dict
                 **{k: after[k] - was[k] for k in ("stot", "connect", "reuse")},
                 **{k: after[k] for k in ("qtime", "ctime", "rtime", "ttime")},
             }
-    return stack, cpu, seen
+    return stack, cpu, seen, logged
 
 
 def tiers(args) -> None:
-    stack, cpu, seen = breakdown_of_the_stack(args)
+    stack, cpu, seen, logged = breakdown_of_the_stack(args)
     direct = measure(names("app")[0], "127.0.0.1", 5000, args)
     print(
         f"GET /api/tasks?limit=20, {args.concurrency} clients,"
@@ -238,6 +324,44 @@ def tiers(args) -> None:
             f"  {name:<40} {c['stot']:>9} {c['connect']:>9} {c['reuse']:>7}"
             f" {c['ctime']:>8} {c['rtime']:>9} {c['ttime']:>6}"
         )
+    own_time(stack, seen, logged)
+
+
+def own_time(stack: dict, seen: dict[str, dict], logged: dict) -> None:
+    """Each hop's own time per request, from what each one logs of its
+    requests (means subtract; p99s do not, so they are shown as logged)."""
+    nginx, app = logged["nginx"], logged["app"]
+    if not nginx or not app:
+        print(f"  (own times: {len(nginx)} nginx and {len(app)} taskboard log lines; skipped)")
+        return
+    served = max(1, stack["requests"] + stack["errors"])
+    ext = next((c for n, c in seen.items() if n.startswith("tt-local-lb-ext") and c["stot"]), None)
+    # HAProxy's average of its last 1,024 requests, in whole ms: its own time
+    # is only known within a millisecond or so
+    ext_total = float(ext["ttime"]) if ext else float("nan")
+    total, upstream = [t for t, _ in nginx], [u for _, u in nginx]
+    db_ms = logged["db_ms"] / served
+    logs = [
+        ("external balancer (its total time)", ext_total, ""),
+        ("nginx (request_time)", mean(total), f"{p99(total):.2f}"),
+        ("internal balancer + app (nginx's upstream time)", mean(upstream), f"{p99(upstream):.2f}"),
+        ("taskboard (its duration_ms)", mean(app), f"{p99(app):.2f}"),
+        ("PostgreSQL (active time / request)", db_ms, ""),
+    ]
+    print(f"  {'each hop, as it logs the request':<48} {'mean ms':>8} {'p99 ms':>8}")
+    for name, avg, tail in logs:
+        print(f"  {name:<48} {avg:>8.2f} {tail:>8}")
+    own = {
+        "external balancer": ext_total - mean(total),
+        "nginx": mean(total) - mean(upstream),
+        # (taskboard's time starts when a worker takes the request: a request
+        # waiting in gunicorn's backlog for a free worker counts here)
+        "internal balancer and the wait for a gunicorn worker": mean(upstream) - mean(app),
+        "taskboard (without its queries)": mean(app) - db_ms,
+        "PostgreSQL": db_ms,
+    }
+    print("  each hop's own time, mean ms per request (its time less the next hop's):")
+    print("    " + ", ".join(f"{name} {ms:.2f}" for name, ms in own.items()))
 
 
 def playbook(*args: str, profile: bool = False) -> tuple[float, int, str]:
