@@ -137,7 +137,15 @@ def _failure_reason(res: Mapping) -> str:
     items = res.get("results")
     if isinstance(items, list):
         for item in items:
-            if isinstance(item, Mapping) and item.get("failed"):
+            # (ansible-core 2.21 hands callbacks the items without their
+            # "failed": a failed module's item has its "exception" key, a
+            # failed command its exit code)
+            if isinstance(item, Mapping) and (
+                item.get("failed")
+                or item.get("unreachable")
+                or "exception" in item
+                or item.get("rc") not in (None, 0)
+            ):
                 reason = _failure_reason(item)
                 if reason:
                     return reason

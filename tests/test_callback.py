@@ -147,6 +147,12 @@ def test_a_failed_command_says_its_last_words_and_a_secret_nothing(kit):
         "  nothing changed",
         "  localhost: stopped at: Fail a command when asked: exit code 3: the last words",
     ]
+    run = _run(kit, QUIET, "-e", "tt_fail=loop")
+    assert run.rc == 2, run.output[-3000:]
+    assert _summary(run) == [
+        "  nothing changed",
+        "  localhost: stopped at: Fail a loop's item when asked: exit code 4: item two broke",
+    ]
     run = _run(kit, QUIET, "-e", "tt_fail=secret")
     assert run.rc == 2, run.output[-3000:]
     assert _summary(run) == [
