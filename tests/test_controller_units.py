@@ -245,7 +245,9 @@ def test_listener_actions_without_a_group() -> None:
     assert "frontend listener-443" not in text  # no certificate given to it
     assert "# listener 443/HTTPS: no certificate here yet" in text
     assert "frontend listener-82" in text
-    assert "backend" not in text.split("frontend listener-82", 1)[1]  # no backend for it
+    listener_82 = text.split("frontend listener-82", 1)[1].split("\n\n", 1)[0]
+    assert "default_backend" not in listener_82  # no backend for the group that is gone
+    assert "backend gone" not in text
     assert "    http-request return status 503" in text.splitlines()
 
 
@@ -728,6 +730,11 @@ def test_https_listener_terminates_tls_with_its_certificate() -> None:
         in lines
     )
     https_part = text.split("frontend listener-443", 1)[1]
+    # its group is a backend although no HTTP listener forwards to it (the
+    # balancer restarted without end on a default_backend that did not exist)
+    assert f"    default_backend {group().name}" in https_part.splitlines()
+    assert f"backend {group().name}" in lines
+    assert [b.arn for b in hap.backends_of(lb, {TG_APP: group()})] == [TG_APP]
     assert "    http-request set-header X-Forwarded-Proto https" in https_part.splitlines()
     assert "    http-request set-header X-Forwarded-Port 443" in https_part.splitlines()
     # the published balancer's redirect names the host's port for 443

@@ -301,10 +301,12 @@ def structure_of(text: str) -> str:
 
 
 def backends_of(lb: LoadBalancer, groups: Mapping[str, TargetGroup]) -> list[TargetGroup]:
-    """The target groups the balancer's HTTP listeners forward to (its backends)."""
+    """The target groups the balancer's HTTP and HTTPS listeners forward to
+    (its backends; an external balancer with a certificate forwards on 443
+    only, its 80 answers the redirect)."""
     seen: dict[str, TargetGroup] = {}
     for x in lb.listeners:
-        if x.protocol == "HTTP" and x.action is not None and x.action.kind == "forward":
+        if x.protocol in ("HTTP", "HTTPS") and x.action is not None and x.action.kind == "forward":
             g = groups.get(x.action.target_group_arn)
             if g is not None:
                 seen.setdefault(g.arn, g)
