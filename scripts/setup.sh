@@ -23,6 +23,8 @@ declare -A wanted=(
     # the fleet test of the page in a real browser (headless)
     [chromium]=chromium
     [chromedriver]=chromium-driver
+    # ... which trusts the local CA (an NSS database of the test's own)
+    [certutil]=libnss3-tools
     [pg_ctlcluster]=postgresql
     # the app's tests of TLS to the database make their CA and certificates
     [openssl]=openssl

@@ -15,7 +15,8 @@
 #        group's instances healthy
 # and prints the URL. Re-running changes nothing and keeps the data;
 # scripts/down.sh removes it all.
-#   THREETIER_LOCAL_PORT=8080   the external balancer's port on 127.0.0.1
+#   THREETIER_LOCAL_PORT=8080       the external balancer's port 80 on 127.0.0.1
+#   THREETIER_LOCAL_TLS_PORT=8443   its port 443 there (the site's https URL)
 # Ansible's output goes to .local/fleet/up.log (the end is shown on failure).
 set -euo pipefail
 
@@ -36,8 +37,16 @@ mkdir -p "$state"
 : >"$log"
 
 port="${THREETIER_LOCAL_PORT:-8080}"
-if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1 ] || [ "$port" -gt 65535 ]; then
-    echo "up: THREETIER_LOCAL_PORT must be a port number, got '$port'" >&2
+tls_port="${THREETIER_LOCAL_TLS_PORT:-8443}"
+for p in "THREETIER_LOCAL_PORT=$port" "THREETIER_LOCAL_TLS_PORT=$tls_port"; do
+    v=${p#*=}
+    if ! [[ "$v" =~ ^[0-9]+$ ]] || [ "$v" -lt 1 ] || [ "$v" -gt 65535 ]; then
+        echo "up: ${p%%=*} must be a port number, got '$v'" >&2
+        exit 2
+    fi
+done
+if [ "$port" = "$tls_port" ]; then
+    echo "up: THREETIER_LOCAL_PORT and THREETIER_LOCAL_TLS_PORT must differ (both $port)" >&2
     exit 2
 fi
 
@@ -100,7 +109,8 @@ fi
 
 release=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/src/taskboard/_version.py)
 step "base image" scripts/build-base-image.sh
-step "AWS emulator and local controller" env THREETIER_LOCAL_PORT="$port" scripts/moto.sh start
+step "AWS emulator and local controller" env THREETIER_LOCAL_PORT="$port" THREETIER_LOCAL_TLS_PORT="$tls_port" \
+    scripts/moto.sh start
 AWS_ENDPOINT_URL=$(scripts/moto.sh url)
 export AWS_ENDPOINT_URL
 if [ ! -f "dist/taskboard-$release-py3-none-any.whl" ]; then
@@ -112,4 +122,11 @@ step "images, control plane, fleet (up.yml)" \
     ansible-playbook playbooks/up.yml -e "threetier_release=$release" -e images_prune=false
 
 echo "up: done in $(($(date +%s) - started)) s (log: $log; stop: make down)"
-echo "threetier (local) is up: http://127.0.0.1:$port/"
+# the URL local_ready.yml checked: https once the external balancer has its
+# certificate (the local inventory's), signed by the local CA
+url=$(grep -o 'threetier (local) is up: [^ "'"'"']*' "$log" | tail -n 1 | awk '{ print $NF }')
+url=${url:-http://127.0.0.1:$port/}
+case "$url" in
+https://*) echo "up: the local CA signs its certificate: curl --cacert $here/.local/ca/ca.crt $url" ;;
+esac
+echo "threetier (local) is up: $url"

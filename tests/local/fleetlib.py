@@ -55,19 +55,32 @@ def podman(*args: str, check: bool = True, timeout: int = 60) -> subprocess.Comp
     return run(["podman", *args], timeout=timeout, check=check)
 
 
+# The local CA: it signs what the external balancer serves on HTTPS
+CA = ROOT / ".local" / "ca" / "ca.crt"
+
+
 @functools.cache
 def fleet() -> dict[str, str]:
     """The fleet is up (scripts/up.sh, once per test run; a no-op when it
-    is up): its URL and up.sh's output. THREETIER_FLEET_UP=1 says the caller
-    has just run it (scripts/test-all.sh): then it is not run again here."""
+    is up): its URL (https, on the external balancer's published 443), the
+    same balancer's plain HTTP port (a redirect) and up.sh's output.
+    THREETIER_FLEET_UP=1 says the caller has just run it
+    (scripts/test-all.sh): then it is not run again here. From then on
+    `requests` trusts the local CA (REQUESTS_CA_BUNDLE), as a browser of the
+    site would trust the site's CA; nothing else does."""
     log = ROOT / ".local" / "fleet" / "up.log"  # Ansible's output of the last up.sh
+    http = f"http://127.0.0.1:{os.environ.get('THREETIER_LOCAL_PORT', '8080')}"
     if os.environ.get("THREETIER_FLEET_UP") == "1":
-        port = os.environ.get("THREETIER_LOCAL_PORT", "8080")
-        return {"url": f"http://127.0.0.1:{port}", "up": log.read_text(errors="replace")}
-    up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
-    url = up.stdout.strip().splitlines()[-1].split()[-1]
-    assert url.startswith("http://127.0.0.1:"), up.stdout
-    return {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}
+        port = os.environ.get("THREETIER_LOCAL_TLS_PORT", "8443")
+        found = {"url": f"https://127.0.0.1:{port}", "up": log.read_text(errors="replace")}
+    else:
+        up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
+        url = up.stdout.strip().splitlines()[-1].split()[-1]
+        assert url.startswith("https://127.0.0.1:"), up.stdout
+        found = {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}
+    assert CA.is_file(), f"no local CA at {CA}: make up makes it"
+    os.environ["REQUESTS_CA_BUNDLE"] = str(CA)
+    return {**found, "http": http}
 
 
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")

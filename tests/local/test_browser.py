@@ -1,15 +1,19 @@
 """A real browser: headless Chromium (Debian's chromium and chromium-driver)
-opens the page through the external balancer, adds a task with the form and
-sees it listed; the task is in PostgreSQL too."""
+opens the page through the external balancer over HTTPS, trusting the local
+CA as a user's browser trusts the site's CA (an NSS database of the test's
+own, made with certutil, where Chromium on Linux reads its trust), adds a
+task with the form and sees it listed; the task is in PostgreSQL too. Without
+the CA the same browser is shown the certificate error, not the page."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
-from fleetlib import fleet, skip_unless_asked
+from fleetlib import CA, fleet, skip_unless_asked
 
 pytestmark = skip_unless_asked
 
@@ -26,11 +30,26 @@ def find(*names: str) -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail(f"none of {names} on PATH: make setup installs chromium and chromium-driver")
+    pytest.fail(f"none of {names} on PATH: make setup installs them (chromium, libnss3-tools)")
 
 
-@pytest.fixture
-def browser():
+def trusting(home, ca) -> dict[str, str]:
+    """The environment of a Chromium whose home's NSS database (where Chromium
+    on Linux reads the certificates a user trusts) holds `ca` as a CA for
+    sites, or nothing when `ca` is None."""
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    certutil = find("certutil")
+    subprocess.run([certutil, "-N", "-d", f"sql:{nssdb}", "--empty-password"], check=True)
+    if ca is not None:
+        subprocess.run(
+            [certutil, "-A", "-d", f"sql:{nssdb}", "-n", "local CA", "-t", "C,,", "-i", ca],
+            check=True,
+        )
+    return {**os.environ, "HOME": str(home)}
+
+
+def chromium(env: dict[str, str]):
     options = webdriver.ChromeOptions()
     options.binary_location = find("chromium", "chromium-browser")
     for arg in (
@@ -51,11 +70,29 @@ def browser():
     options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
     # the driver on PATH, never a download (Selenium Manager stays offline)
     os.environ["SE_OFFLINE"] = "true"
-    service = webdriver.ChromeService(executable_path=find("chromedriver"))
+    service = webdriver.ChromeService(executable_path=find("chromedriver"), env=env)
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chromium(trusting(tmp_path, str(CA)))
     try:
         yield driver
+    finally:
+        driver.quit()
+
+
+def test_without_the_local_ca_the_browser_shows_the_certificate_error(tmp_path):
+    url = fleet()["url"] + "/"
+    driver = chromium(trusting(tmp_path, None))
+    try:
+        driver.get(url)
+        # Chromium's interstitial, never the page
+        assert driver.find_elements(By.ID, "version") == []
+        assert "ERR_CERT_AUTHORITY_INVALID" in driver.page_source
     finally:
         driver.quit()
 

@@ -1,134 +1,115 @@
-"""An HTTPS listener on the running fleet's external balancer, as the
-controller stands it in (docs/local-data-plane.md, "HTTPS listeners"): an
-ACM certificate for a name in a zone of the emulator (requested and
-validated by DNS, as aws_certificate does), a listener on 443 that names it;
-the controller issues that certificate from the local CA and HAProxy
-terminates TLS with it on 127.0.0.1's TLS port. A client that trusts the
-local CA only gets the site, nginx sees the request as HTTPS (it sends
-Strict-Transport-Security only then), and once the listener is gone the port
-is closed and the fleet serves as before.
+"""The site over HTTPS, as make up provisions it with the production
+profile's edge: the kit's ACM certificate for the site's name, validated by
+DNS through the site's zone in the emulator's Route 53 (aws_certificate),
+the external balancer's HTTPS listener naming it with the redirect on port 80
+(aws_load_balancers), and the name's alias record and health check
+(aws_dns). The controller stands the certificate in with one from the local
+CA for ACM's names and 127.0.0.1 (docs/local-data-plane.md, "HTTPS
+listeners"); HAProxy terminates TLS on the published 443.
 
-Runs last of the fleet's tests (it re-creates the external balancer twice:
-the published ports change), and leaves nothing behind."""
+A client that trusts the local CA gets the site and the API, nginx sees the
+request as HTTPS (it sends Strict-Transport-Security only then), a client
+without that CA is refused the handshake, and plain HTTP answers with a
+permanent redirect to the same path on HTTPS."""
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import time
+from urllib.parse import urlsplit
 
+import pytest
 import requests
-from fleetlib import ROOT, emulator, fleet, skip_unless_asked, target_group_arn, wait_fleet
+from fleetlib import CA, emulator, fleet, skip_unless_asked
 
 pytestmark = skip_unless_asked
 
-ZONE = "tls-test.threetier.test"
-NAME = f"www.{ZONE}"
-TLS_PORT = int(os.environ.get("THREETIER_LOCAL_TLS_PORT", "8443"))
-CA = ROOT / ".local" / "ca" / "ca.crt"
+ZONE = "threetier.test"  # inventories/local: threetier_site_zone
+NAME = f"www.{ZONE}"  # threetier_site_name
+LB = "threetier-local-ext"
 
 
-def wait_for(check, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (OSError, requests.RequestException) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {seconds} s (last: {last!r})")
-
-
-def peer_certificate() -> tuple[dict, str]:
+def peer_certificate(port: int) -> tuple[dict, str]:
     context = ssl.create_default_context(cafile=str(CA))
     with (
-        socket.create_connection(("127.0.0.1", TLS_PORT), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
     ):
         return tls.getpeercert(), tls.version()
 
 
-def test_an_https_listener_serves_acms_names_with_the_local_cas_certificate():
+def https_listener() -> dict:
+    elb = emulator("elbv2")
+    (lb,) = elb.describe_load_balancers(Names=[LB])["LoadBalancers"]
+    found = elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]
+    listeners = {x["Port"]: x for x in found}
+    assert set(listeners) == {80, 443}, listeners
+    assert listeners[80]["DefaultActions"][0]["Type"] == "redirect", listeners[80]
+    assert listeners[443]["Protocol"] == "HTTPS"
+    return listeners[443] | {"lb": lb}
+
+
+def test_the_site_is_served_over_https_with_the_kits_acm_certificate():
     url = fleet()["url"]
-    r53, acm, elb = emulator("route53"), emulator("acm"), emulator("elbv2")
-    zone_id = r53.create_hosted_zone(Name=ZONE, CallerReference=f"tls-test-{time.time()}")[
-        "HostedZone"
-    ]["Id"]
-    arn = acm.request_certificate(DomainName=NAME, ValidationMethod="DNS")["CertificateArn"]
-    record = acm.describe_certificate(CertificateArn=arn)["Certificate"]["DomainValidationOptions"][
-        0
-    ]["ResourceRecord"]
-    change = {
-        "Name": record["Name"],
-        "Type": "CNAME",
-        "TTL": 300,
-        "ResourceRecords": [{"Value": record["Value"]}],
-    }
-    r53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": change}]},
-    )
-    assert acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"] == "ISSUED"
-    (lb,) = elb.describe_load_balancers(Names=["threetier-local-ext"])["LoadBalancers"]
-    listener = elb.create_listener(
-        LoadBalancerArn=lb["LoadBalancerArn"],
-        Protocol="HTTPS",
-        Port=443,
-        SslPolicy="ELBSecurityPolicy-TLS13-1-2-2021-06",
-        Certificates=[{"CertificateArn": arn}],
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": target_group_arn("web")}],
-    )["Listeners"][0]
-    try:
-        cert, version = wait_for(peer_certificate, 60, "TLS on 127.0.0.1's TLS port")
-        names = {value for kind, value in cert["subjectAltName"] if kind == "DNS"}
-        assert NAME in names, cert
-        assert dict(x[0] for x in cert["subject"])["commonName"] == NAME
-        assert version in ("TLSv1.2", "TLSv1.3")
-        wait_fleet("web", timeout=60)
-        page = wait_for(
-            lambda: requests.get(f"https://127.0.0.1:{TLS_PORT}/healthz", verify=CA, timeout=10),
-            60,
-            "/healthz over HTTPS",
-        )
-        assert page.status_code == 200, page.text
-        # nginx saw X-Forwarded-Proto: https (it sends HSTS only then)
-        assert "max-age=" in page.headers.get("Strict-Transport-Security", ""), page.headers
-        api = requests.get(f"https://127.0.0.1:{TLS_PORT}/api/tasks?limit=1", verify=CA, timeout=10)
-        assert api.status_code == 200, api.text
-        # a client that does not trust the local CA is refused the handshake
-        try:
-            requests.get(f"https://127.0.0.1:{TLS_PORT}/healthz", timeout=10)
-        except requests.exceptions.SSLError:
-            pass
-        else:
-            raise AssertionError("a client without the local CA got through")
-        # plain HTTP on 80 still serves (this listener forwards; a redirect
-        # is the kit's choice in production, unit-tested in the controller)
-        assert requests.get(url + "/healthz", timeout=10).status_code == 200
-    finally:
-        elb.delete_listener(ListenerArn=listener["ListenerArn"])
-        acm.delete_certificate(CertificateArn=arn)
-        r53.change_resource_record_sets(
-            HostedZoneId=zone_id,
-            ChangeBatch={"Changes": [{"Action": "DELETE", "ResourceRecordSet": change}]},
-        )
-        r53.delete_hosted_zone(Id=zone_id)
+    assert url.startswith("https://127.0.0.1:"), url
+    listener = https_listener()
+    assert listener["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-"), listener["SslPolicy"]
+    (named,) = listener["Certificates"]
+    described = emulator("acm").describe_certificate(CertificateArn=named["CertificateArn"])
+    certificate = described["Certificate"]
+    assert certificate["DomainName"] == NAME
+    assert certificate["Status"] == "ISSUED", "validated through the zone's CNAME"
+    assert listener["lb"]["LoadBalancerArn"] in certificate.get("InUseBy", [])
 
-    def closed() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", TLS_PORT), timeout=2):
-                return False
-        except OSError:
-            return True
+    cert, version = peer_certificate(urlsplit(url).port)
+    names = {value for kind, value in cert["subjectAltName"] if kind == "DNS"}
+    addresses = {value for kind, value in cert["subjectAltName"] if kind == "IP Address"}
+    assert NAME in names, cert
+    assert "127.0.0.1" in addresses, cert
+    assert version in ("TLSv1.2", "TLSv1.3")
 
-    wait_for(closed, 60, "the TLS port closed once the listener is gone")
-    wait_fleet("web", timeout=120)
-    wait_for(
-        lambda: requests.get(url + "/api/tasks?limit=1", timeout=10).status_code == 200,
-        60,
-        "the site over HTTP again",
-    )
+    page = requests.get(url + "/", timeout=10)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    # nginx saw X-Forwarded-Proto: https (it sends HSTS only then)
+    assert "max-age=" in page.headers.get("Strict-Transport-Security", ""), page.headers
+    api = requests.get(url + "/api/tasks?limit=1", timeout=10)
+    assert api.status_code == 200, api.text
+
+
+def test_a_client_without_the_local_ca_is_refused():
+    port = urlsplit(fleet()["url"]).port
+    context = ssl.create_default_context()  # the system's CAs only
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError, match="certificate verify failed"),
+    ):
+        context.wrap_socket(raw, server_hostname="127.0.0.1").close()
+
+
+def test_plain_http_answers_a_permanent_redirect_to_the_same_path_on_https():
+    url, http = fleet()["url"], fleet()["http"]
+    for method in ("GET", "HEAD", "POST"):
+        answer = requests.request(
+            method, http + "/api/tasks?limit=2&offset=1", allow_redirects=False, timeout=10
+        )
+        assert answer.status_code == 301, (method, answer.status_code, answer.text)
+        assert answer.headers["Location"] == url + "/api/tasks?limit=2&offset=1", answer.headers
+
+
+def test_the_sites_name_points_at_the_external_balancer_with_a_health_check():
+    r53 = emulator("route53")
+    (zone,) = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == ZONE + "."]
+    records = r53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
+    (alias,) = [r for r in records if r["Name"] == NAME + "." and r["Type"] == "A"]
+    lb = https_listener()["lb"]
+    assert alias["AliasTarget"]["DNSName"].rstrip(".").lower().endswith(lb["DNSName"].lower())
+    checks = r53.list_health_checks()["HealthChecks"]
+    config = [
+        c["HealthCheckConfig"]
+        for c in checks
+        if c["HealthCheckConfig"].get("FullyQualifiedDomainName") == NAME
+    ]
+    assert config, checks
+    assert config[0]["Type"] == "HTTPS"
+    assert config[0]["ResourcePath"] == "/healthz"
