@@ -848,3 +848,33 @@ def test_certificates_are_issued_by_the_local_ca_for_acms_names(tmp_path: Path) 
     renamed = tls.Certificates(FakeAcm(["www.site.test"]), ca).ensure(arn, out)
     assert renamed != first
     assert not tls.Certificates(FakeAcm(["x.test"]), tmp_path / "none").ca_ready()
+
+
+# --------------------------------------------------------------------------
+# A balancer that dies at start: its removal says why (HAProxy's last words)
+
+
+def test_a_dead_containers_last_words_are_read() -> None:
+    from localaws.controller import _last_words
+    from localaws.dataplane_podman import Podman
+
+    base = "localhost/threetier-base:bookworm"
+    if subprocess.run(["podman", "image", "exists", base], check=False).returncode != 0:
+        pytest.skip(f"{base} is not built (scripts/build-base-image.sh)")
+    name = f"tt-last-words-{os.getpid()}"
+    script = "echo starting; echo '[ALERT] config: no such backend' >&2; exit 1"
+    subprocess.run(["podman", "rm", "--force", "--ignore", name], capture_output=True, check=False)
+    try:
+        subprocess.run(
+            ["podman", "run", "--name", name, base, "sh", "-c", script],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        podman = Podman()
+        assert podman.last_lines(name, 3) == ["starting", "[ALERT] config: no such backend"]
+        assert _last_words(podman, name) == ": starting | [ALERT] config: no such backend"
+        assert podman.last_lines("tt-no-such-container") == []
+        assert _last_words(podman, "tt-no-such-container") == ""
+    finally:
+        subprocess.run(["podman", "rm", "--force", name], capture_output=True, check=False)

@@ -885,6 +885,10 @@ class Controller:
         c = p.containers.get(name)
         if c is not None and (c.labels.get(SPEC_LABEL) != spec_digest or not c.running):
             why = "subnets, addresses or published port changed" if c.running else c.state
+            if not c.running:
+                # HAProxy's own last words: a file it refuses at start ends it
+                # at once, and the balancer is launched again every pass
+                why += _last_words(self.podman, name)
             self.podman.remove(name, 2)
             self.rulesets.pop(name, None)
             self.log.info(f"removed {name} ({why})")
@@ -1196,6 +1200,13 @@ def _address_in(info: Mapping[str, Any], cidrs: list[str]) -> str:
         if ip and any(ipaddress.ip_address(ip) in net for net in nets):
             return ip
     return ""
+
+
+def _last_words(podman: Any, name: str, lines: int = 3) -> str:
+    """': ' and the last lines a dead container wrote, on one line ('' when
+    it wrote none)."""
+    said = " | ".join(podman.last_lines(name, lines))
+    return f": {said[:400]}" if said else ""
 
 
 def _write_atomic(path: Path, text: str) -> None:

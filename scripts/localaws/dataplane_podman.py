@@ -134,6 +134,25 @@ class Podman:
     def signal(self, name: str, signal: str) -> None:
         self.run("kill", "--signal", signal, name, timeout=20)
 
+    def last_lines(self, name: str, lines: int = 3) -> list[str]:
+        """The last lines a container wrote, stdout's then stderr's (podman
+        logs gives them apart); none when podman cannot say."""
+        try:
+            result = subprocess.run(
+                ["podman", "logs", "--tail", str(lines), name],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            return []
+        if result.returncode != 0:
+            return []
+        said = (result.stdout + result.stderr).splitlines()
+        return [line.strip() for line in said if line.strip()][-lines:]
+
     def inspect(self, name: str) -> dict[str, Any]:
         data = json.loads(self.run("container", "inspect", name, timeout=20))
         return data[0] if data else {}
