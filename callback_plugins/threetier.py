@@ -306,6 +306,12 @@ class CallbackModule(DefaultCallback):
             host = result.host.get_name()
             self._threetier_changed.setdefault(host, {})[self._threetier_task_name(result)] = None
 
+    def _threetier_note_stopped(self, result) -> None:
+        """The task a host stopped at, and why."""
+        where = self._threetier_task_name(result)
+        reason = _failure_reason(result.result)
+        self._threetier_failed[result.host.get_name()] = f"{where}: {reason}" if reason else where
+
     @_locked
     def v2_runner_on_ok(self, result) -> None:
         self._threetier_note_changed(result)
@@ -317,18 +323,13 @@ class CallbackModule(DefaultCallback):
         if ignore_errors:
             self._threetier_note_changed(result)
         else:
-            where = self._threetier_task_name(result)
-            reason = _failure_reason(result.result)
-            where = f"{where}: {reason}" if reason else where
-            self._threetier_failed[result.host.get_name()] = where
+            self._threetier_note_stopped(result)
         super().v2_runner_on_failed(result, ignore_errors=ignore_errors)
         self._threetier_host_done(result)
 
     @_locked
     def v2_runner_on_unreachable(self, result) -> None:
-        where = self._threetier_task_name(result)
-        reason = _failure_reason(result.result)
-        self._threetier_failed[result.host.get_name()] = f"{where}: {reason}" if reason else where
+        self._threetier_note_stopped(result)
         super().v2_runner_on_unreachable(result)
         self._threetier_host_done(result)
 
