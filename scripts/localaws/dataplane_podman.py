@@ -47,7 +47,9 @@ class Network:
     labels: dict[str, str]
 
 
-def _run(argv: list[str], timeout: float, stdin: str | None = None) -> str:
+def _run(
+    argv: list[str], timeout: float, stdin: str | None = None, stderr_too: bool = False
+) -> str:
     try:
         result = subprocess.run(
             argv,
@@ -63,7 +65,7 @@ def _run(argv: list[str], timeout: float, stdin: str | None = None) -> str:
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
         raise PodmanError(f"{' '.join(argv[:4])}: {message[-1] if message else result.returncode}")
-    return result.stdout
+    return result.stdout + result.stderr if stderr_too else result.stdout
 
 
 class Podman:
@@ -138,20 +140,12 @@ class Podman:
         """The last lines a container wrote, stdout's then stderr's (podman
         logs gives them apart); none when podman cannot say."""
         try:
-            result = subprocess.run(
-                ["podman", "logs", "--tail", str(lines), name],
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-                start_new_session=True,
+            said = _run(
+                ["podman", "logs", "--tail", str(lines), name], self.timeout, stderr_too=True
             )
-        except subprocess.TimeoutExpired:
+        except PodmanError:
             return []
-        if result.returncode != 0:
-            return []
-        said = (result.stdout + result.stderr).splitlines()
-        return [line.strip() for line in said if line.strip()][-lines:]
+        return [line.strip() for line in said.splitlines() if line.strip()][-lines:]
 
     def inspect(self, name: str) -> dict[str, Any]:
         data = json.loads(self.run("container", "inspect", name, timeout=20))
