@@ -821,14 +821,14 @@ class Controller:
                 self.log.problem(f"load balancer {name}", f"{type(exc).__name__}: {exc}")
                 p.ok = False
 
-    def _certificates(self, name: str, lb: LoadBalancer) -> dict[str, str]:
+    def _certificates(self, name: str, lb: LoadBalancer, etc: Path) -> dict[str, str]:
         """The HTTPS listeners' certificates, issued by the local CA for the
         names ACM gives (dataplane_tls): listener ARN -> file name in the
         balancer's certs directory. A listener whose certificate cannot be
         issued yet (no local CA, ACM not answering) stays out of the
         configuration until it can, and says so."""
         wanted = [x for x in lb.listeners if x.protocol == "HTTPS" and x.certificates]
-        certs_dir = self._lb_dirs(name)[0] / "certs"
+        certs_dir = etc / "certs"
         out: dict[str, str] = {}
         if not wanted:
             tls.Certificates.remove_all(certs_dir)
@@ -867,7 +867,8 @@ class Controller:
             self.log.once(f"nolegs {name}", f"{name}: no subnet of {lb.name} has a network yet")
             return
         publish = publisher and any(x.port == 80 and x.protocol == "HTTP" for x in lb.listeners)
-        certificates = self._certificates(name, lb)
+        etc, run = self._lb_dirs(name)
+        certificates = self._certificates(name, lb, etc)
         publish_tls = publisher and any(
             x.port == 443 and x.arn in certificates for x in lb.listeners
         )
@@ -881,7 +882,6 @@ class Controller:
             "publish_tls": self.o.publish_tls_port if publish_tls else 0,
         }
         spec_digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-        etc, run = self._lb_dirs(name)
         c = p.containers.get(name)
         if c is not None and (c.labels.get(SPEC_LABEL) != spec_digest or not c.running):
             why = "subnets, addresses or published port changed" if c.running else c.state
