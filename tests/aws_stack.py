@@ -14,6 +14,7 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,23 @@ def bake_args(release: str, repos: dict[str, str]) -> tuple[str, ...]:
     )
 
 
+def labelled_image(ref: str, labels: dict[str, str]) -> None:
+    """The base image as `ref`, with these labels: a commit of a container
+    that never ran (no layer of its own)."""
+    holder = f"tt-label-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["podman", "create", "--name", holder, BASE_IMAGE], capture_output=True, check=True
+    )
+    try:
+        subprocess.run(
+            ["podman", "commit", "--quiet", *(f"--change=LABEL {k}={v}" for k, v in labels.items()),
+             holder, ref],
+            capture_output=True, check=True,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["podman", "rm", "--force", holder], capture_output=True, check=False)
+
+
 def tier_images(repos: dict[str, str], release: str) -> Iterator[dict[str, str]]:
     """A module fixture's body: the tier images a bake of `release` would make,
     as the base image under `repos` (local_bake.yml finds them present, so the
@@ -119,19 +137,7 @@ def tier_images(repos: dict[str, str], release: str) -> Iterator[dict[str, str]]
     for ref in made:
         subprocess.run(["podman", "tag", BASE_IMAGE, ref], check=True)
     app = f"{repos['app']}:{release}"
-    holder = f"tt-{repos['app'].rsplit('/', 1)[-1]}-label"
-    subprocess.run(["podman", "rm", "--force", holder], capture_output=True, check=False)
-    subprocess.run(
-        ["podman", "create", "--name", holder, BASE_IMAGE], capture_output=True, check=True
-    )
-    try:
-        subprocess.run(
-            ["podman", "commit", "--quiet", f"--change=LABEL threetier.db-ca-sha256={checksum}",
-             holder, app],
-            capture_output=True, check=True,
-        )  # fmt: skip
-    finally:
-        subprocess.run(["podman", "rm", "--force", holder], capture_output=True, check=False)
+    labelled_image(app, {"threetier.db-ca-sha256": checksum})
     yield {k: f"{repos[k]}:{tags[k]}" for k in ("web", "app")}
     subprocess.run(["podman", "untag", BASE_IMAGE, *made], check=False)
     subprocess.run(["podman", "rmi", "--force", app], capture_output=True, check=False)

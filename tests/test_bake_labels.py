@@ -16,9 +16,10 @@ import subprocess
 import uuid
 
 import pytest
+from aws_stack import BASE_IMAGE as BASE
+from aws_stack import labelled_image
 from conftest import Kit
 
-BASE = "localhost/threetier-base:bookworm"
 LABEL = "threetier.db-ca-sha256"
 
 
@@ -26,23 +27,6 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
         ["podman", *args], capture_output=True, text=True, timeout=120, check=check
     )
-
-
-def labelled(ref: str, labels: dict[str, str]) -> None:
-    """The base image as `ref`, with these labels (a commit of a container
-    that never ran: no layer of its own)."""
-    holder = f"tt-labels-{uuid.uuid4().hex[:8]}"
-    podman("create", "--name", holder, BASE)
-    try:
-        podman(
-            "commit",
-            "--quiet",
-            *(f"--change=LABEL {k}={v}" for k, v in labels.items()),
-            holder,
-            ref,
-        )
-    finally:
-        podman("rm", "--force", holder, check=False)
 
 
 @pytest.fixture
@@ -84,7 +68,7 @@ def builders(prefix: str) -> set[str]:
 
 def test_same_labels_kept_other_labels_baked_again(kit, images):
     refs, prefix, store = images
-    labelled(refs["app"], {LABEL: "a" * 64, "threetier.kind": "app"})
+    labelled_image(refs["app"], {LABEL: "a" * 64, "threetier.kind": "app"})
 
     same = start(kit, refs, prefix, store, "a" * 64)
     assert same.rc == 0, same.output[-4000:]
