@@ -5,7 +5,8 @@ template user data, network interface addresses) live here; the others in
 their service's module (emulator_elbv2, emulator_autoscaling,
 emulator_refresh, emulator_ami_sharing: AMIs shared and copied between
 accounts, emulator_wafv2: web ACL associations, emulator_acm: DNS validation
-and certificates in use), the server's middleware and loop in emulator_server.
+and certificates in use, emulator_cloudfront: origins' access control),
+the server's middleware and loop in emulator_server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from localaws import (
     emulator_acm,
     emulator_ami_sharing,
     emulator_autoscaling,
+    emulator_cloudfront,
     emulator_elbv2,
     emulator_refresh,
     emulator_wafv2,
@@ -137,3 +139,4 @@ def apply_all(data_plane: bool | None = None) -> None:
     emulator_ami_sharing.patch()
     emulator_wafv2.patch()
     emulator_acm.patch()
+    emulator_cloudfront.patch()
