@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 
 def _action(a, tg_arns):
     kind = a.get("type") or a.get("Type")
@@ -16,11 +18,41 @@ def _action(a, tg_arns):
         port = r.get("port") or r.get("Port")
         code = r.get("status_code") or r.get("StatusCode")
         return f"redirect:{proto}:{port}:{code}"
+    if kind == "fixed-response":
+        r = a.get("fixed_response_config") or a.get("FixedResponseConfig") or {}
+        code = r.get("status_code") or r.get("StatusCode")
+        ctype = r.get("content_type") or r.get("ContentType")
+        body = r.get("message_body") or r.get("MessageBody") or ""
+        return f"fixed:{code}:{ctype}:{body}"
     return str(kind)
 
 
+def _condition(c):
+    field = c.get("field") or c.get("Field")
+    if field == "http-header":
+        h = c.get("http_header_config") or c.get("HttpHeaderConfig") or {}
+        name = (h.get("http_header_name") or h.get("HttpHeaderName") or "").lower()
+        values = h.get("values") or h.get("Values") or []
+        # described rules carry digests (roles/aws_state redacts the secret)
+        digests = [
+            v if v.startswith("sha256:") else "sha256:" + hashlib.sha256(v.encode()).hexdigest()
+            for v in values
+        ]
+        return f"header:{name}=" + "|".join(sorted(digests))
+    return str(field)
+
+
+def _rule(r, tg_arns):
+    priority = r.get("priority") or r.get("Priority")
+    conditions = ",".join(
+        sorted(_condition(c) for c in r.get("conditions") or r.get("Conditions") or [])
+    )
+    actions = ";".join(_action(a, tg_arns) for a in r.get("actions") or r.get("Actions") or [])
+    return f"{priority}[{conditions}]{actions}"
+
+
 def listener_summary(listeners, tg_arns=None):
-    """Sorted strings port/protocol/policy/certificate/actions, for either the
+    """Sorted strings port/protocol/policy/certificate/actions/rules, for either the
     module's listener form (CamelCase) or the described form (snake_case)."""
     tg_arns = tg_arns or {}
     out = []
@@ -35,7 +67,8 @@ def listener_summary(listeners, tg_arns=None):
         )
         actions = lst.get("default_actions") or lst.get("DefaultActions") or []
         acts = ";".join(_action(a, tg_arns) for a in actions)
-        out.append(f"{port}/{proto}/{policy}/{cert}/{acts}")
+        rules = " ".join(_rule(r, tg_arns) for r in lst.get("rules") or lst.get("Rules") or [])
+        out.append(f"{port}/{proto}/{policy}/{cert}/{acts}/{rules}")
     return sorted(out)
 
 

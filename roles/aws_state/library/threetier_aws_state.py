@@ -82,6 +82,8 @@ state:
   type: dict
 """
 
+import copy
+import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
@@ -128,6 +130,22 @@ def missing(err):
 
 def snake(obj):
     return camel_dict_to_snake_dict(obj, ignore_list=["Tags", "tags"])
+
+
+def redacted(rule):
+    """A listener rule whose header values are replaced by their sha256: the
+    value CloudFront's origin header carries is a secret (the role compares
+    digests, roles/aws_load_balancers/filter_plugins/threetier_listeners.py)."""
+    rule = copy.deepcopy(rule)
+    for cond in rule.get("Conditions") or []:
+        config = cond.get("HttpHeaderConfig")
+        if config:
+            config["Values"] = [
+                "sha256:" + hashlib.sha256(v.encode()).hexdigest()
+                for v in config.get("Values") or []
+            ]
+            cond.pop("Values", None)
+    return rule
 
 
 def tags_of(item, key="Tags"):
@@ -360,6 +378,13 @@ class State:
             item["subnet_ids"] = sorted(z["SubnetId"] for z in lb.get("AvailabilityZones", []))
             item["attributes"] = {a["Key"]: a["Value"] for a in attrs["Attributes"]}
             item["listeners"] = sorted((snake(x) for x in listeners), key=lambda x: x["port"])
+            for listener in item["listeners"]:
+                # the listener's own rules (its default action aside)
+                found = self.call(elb, "describe_rules", ListenerArn=listener["listener_arn"]) or {}
+                listener["rules"] = sorted(
+                    (snake(redacted(r)) for r in found.get("Rules", []) if not r.get("IsDefault")),
+                    key=lambda r: int(r["priority"]),
+                )
             out["load_balancers"][name] = item
         arns = {v["target_group_arn"]: v for v in out["target_groups"].values()}
         arns.update({v["load_balancer_arn"]: v for v in out["load_balancers"].values()})
