@@ -4,6 +4,7 @@ a runner for ansible-playbook / ansible-inventory pointed at it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -197,10 +198,14 @@ def certificate(arn: str) -> tuple[str, str]:
     return ("-e", f"aws_load_balancers_certificate_arn={arn}")
 
 
-def assert_https_with_redirect(elb, lb_arn: str, certificate_arn: str, web_group_arn: str):
+def assert_https_with_redirect(
+    elb, lb_arn: str, certificate_arn: str, web_group_arn: str, origin_header: dict | None = None
+):
     """The external balancer serves HTTPS on 443 (the certificate, a TLS
     1.3/1.2 policy, forwarding to web) and answers HTTP on 80 with a
-    permanent redirect to it; its listeners by port."""
+    permanent redirect to it; its listeners by port. With ``origin_header``
+    ({header, value}: CloudFront in front), 443 forwards only what carries
+    that header and answers anything else 403 in the API's error shape."""
     listeners = {x["Port"]: x for x in elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]}
     assert set(listeners) == {80, 443}
     (redirect,) = listeners[80]["DefaultActions"]
@@ -212,8 +217,29 @@ def assert_https_with_redirect(elb, lb_arn: str, certificate_arn: str, web_group
     assert https["Protocol"] == "HTTPS"
     assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
     assert [c["CertificateArn"] for c in https["Certificates"]] == [certificate_arn]
-    (forward,) = https["DefaultActions"]
-    assert forward["TargetGroupArn"] == web_group_arn
+    (default,) = https["DefaultActions"]
+    rules = [
+        r
+        for r in elb.describe_rules(ListenerArn=https["ListenerArn"])["Rules"]
+        if not r["IsDefault"]
+    ]
+    if origin_header is None:
+        assert default["TargetGroupArn"] == web_group_arn
+        assert rules == []
+        return listeners
+    assert default["Type"] == "fixed-response"
+    fixed = default["FixedResponseConfig"]
+    assert (fixed["StatusCode"], fixed["ContentType"]) == ("403", "application/json")
+    assert json.loads(fixed["MessageBody"])["error"]["status"] == 403
+    (rule,) = rules
+    assert rule["Priority"] == "1"
+    (condition,) = rule["Conditions"]
+    assert condition["Field"] == "http-header"
+    assert condition["HttpHeaderConfig"] == {
+        "HttpHeaderName": origin_header["header"], "Values": [origin_header["value"]],
+    }  # fmt: skip
+    (forward,) = rule["Actions"]
+    assert (forward["Type"], forward["TargetGroupArn"]) == ("forward", web_group_arn)
     return listeners
 
 

@@ -38,6 +38,8 @@ LB = yaml.safe_load((ROOT / "roles/aws_load_balancers/defaults/main.yml").read_t
 ASG = yaml.safe_load((ROOT / "roles/aws_autoscaling/defaults/main.yml").read_text())
 # the SSM connection's transfer bucket (the run names it)
 SSM_BUCKET = PRODUCTION_SSM_BUCKET
+# the external ALB's name for CloudFront (aws_cdn_origin_name's default)
+ORIGIN = f"{ENV}-origin.{PRODUCTION_ZONE}"
 RUNS = []  # every run's output, for the password check
 
 
@@ -246,10 +248,16 @@ def test_load_balancers_and_target_groups(aws, albs, vpc):
         )
         assert attrs["slow_start.duration_seconds"] == "30"
     # production serves HTTPS: 443 with the certificate and a TLS 1.3/1.2
-    # policy forwarding to web, 80 a permanent redirect to it; internal 5000 to app
+    # policy forwarding to web what carries CloudFront's origin header, 80 a
+    # permanent redirect to it; internal 5000 to app
+    origin = json.loads(
+        aws("secretsmanager").get_secret_value(SecretId=f"threetier/{ENV}/cdn-origin")[
+            "SecretString"
+        ]
+    )
     assert_https_with_redirect(
         elb, ext["LoadBalancerArn"], site_certificate(aws)["CertificateArn"],
-        tgs[f"{P}-web"]["TargetGroupArn"],
+        tgs[f"{P}-web"]["TargetGroupArn"], origin,
     )  # fmt: skip
     (l_int,) = elb.describe_listeners(LoadBalancerArn=int_["LoadBalancerArn"])["Listeners"]
     assert (l_int["Protocol"], l_int["Port"]) == ("HTTP", 5000)
@@ -292,20 +300,32 @@ def zone_records(aws) -> list[dict]:
     return r53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
 
 
-def test_certificate_requested_and_validated_by_dns(aws, first_run):
+def test_certificate_requested_and_validated_by_dns(aws, moto, first_run):
     """The production profile asks ACM for the site's certificate with DNS
-    validation, writes the CNAME record ACM names into the site's zone, and
-    waits until it is issued (the emulator issues it only once the record is
-    there); the external balancer's HTTPS listener serves it."""
+    validation (the site's name, and the ALB's origin name that CloudFront
+    reaches it by), writes the CNAME records ACM names into the site's zone,
+    and waits until it is issued (the emulator issues it only once the
+    records are there); the external balancer's HTTPS listener serves it.
+    CloudFront's copy, the same names, is requested in us-east-1 (CloudFront
+    takes no other region) and validated by the same records."""
     cert = site_certificate(aws)
-    assert cert["DomainName"] == PRODUCTION_SITE
-    assert cert["Status"] == "ISSUED"
-    assert cert["Type"] == "AMAZON_ISSUED"
-    (option,) = cert["DomainValidationOptions"]
-    assert option["ValidationMethod"] == "DNS"
-    wanted = option["ResourceRecord"]
+    east = site_certificates(lambda service: moto.client(service, "us-east-1"))
+    assert len(east) == 1
     cnames = {r["Name"]: r for r in zone_records(aws) if r["Type"] == "CNAME"}
-    assert [v["Value"] for v in cnames[wanted["Name"]]["ResourceRecords"]] == [wanted["Value"]]
+    for c in (cert, east[0]):
+        assert c["DomainName"] == PRODUCTION_SITE
+        assert sorted(c["SubjectAlternativeNames"]) == sorted([PRODUCTION_SITE, ORIGIN])
+        assert c["Status"] == "ISSUED"
+        assert c["Type"] == "AMAZON_ISSUED"
+        assert sorted(o["DomainName"] for o in c["DomainValidationOptions"]) == sorted(
+            [PRODUCTION_SITE, ORIGIN]
+        )
+        for option in c["DomainValidationOptions"]:
+            assert option["ValidationMethod"] == "DNS"
+            wanted = option["ResourceRecord"]
+            values = [v["Value"] for v in cnames[wanted["Name"]]["ResourceRecords"]]
+            assert values == [wanted["Value"]]
+    assert east[0]["CertificateArn"].split(":")[3] == "us-east-1"
     tags = {t["Key"]: t["Value"] for t in aws("acm").list_tags_for_certificate(
         CertificateArn=cert["CertificateArn"])["Tags"]}  # fmt: skip
     assert (tags["Project"], tags["Environment"]) == ("threetier", ENV)
@@ -325,14 +345,23 @@ def site_health_checks(moto) -> list[dict]:
     return found
 
 
-def test_site_name_points_at_the_external_balancer_and_is_checked(aws, moto, first_run):
-    """The site's name is an alias of the external ALB in its zone; a Route
-    53 health check requests https://<name>/healthz; an alarm on it in
-    us-east-1 (where Route 53's metrics are) notifies its own topic there."""
+def test_site_name_points_at_cloudfront_and_is_checked(aws, moto, first_run):
+    """The site's name is an alias (A and AAAA) of the CloudFront
+    distribution in its zone; the ALB's origin name an alias of the external
+    ALB; a Route 53 health check requests https://<name>/healthz; an alarm
+    on it in us-east-1 (where Route 53's metrics are) notifies its own topic
+    there."""
     ext = aws("elbv2").describe_load_balancers(Names=[f"{P}-ext"])["LoadBalancers"][0]
-    (record,) = [r for r in zone_records(aws) if r["Type"] == "A"]
-    assert record["Name"] == PRODUCTION_SITE + "."
-    alias = record["AliasTarget"]
+    dist = distribution(moto)
+    records = {(r["Name"], r["Type"]): r for r in zone_records(aws) if r["Type"] in ("A", "AAAA")}
+    assert set(records) == {
+        (PRODUCTION_SITE + ".", "A"), (PRODUCTION_SITE + ".", "AAAA"), (ORIGIN + ".", "A"),
+    }  # fmt: skip
+    for kind in ("A", "AAAA"):
+        alias = records[(PRODUCTION_SITE + ".", kind)]["AliasTarget"]
+        assert alias["DNSName"].rstrip(".") == dist["DomainName"]
+        assert alias["HostedZoneId"] == "Z2FDTNDATAQYW2"
+    alias = records[(ORIGIN + ".", "A")]["AliasTarget"]
     assert alias["DNSName"].rstrip(".") == ext["DNSName"]
     assert alias["HostedZoneId"] == ext["CanonicalHostedZoneId"]
     assert alias["EvaluateTargetHealth"] is True
@@ -362,28 +391,187 @@ def test_site_name_points_at_the_external_balancer_and_is_checked(aws, moto, fir
     assert not aws("cloudwatch").describe_alarms(AlarmNames=[f"{P}-site-health"])["MetricAlarms"]
 
 
+CDN = yaml.safe_load((ROOT / "roles/aws_cdn/defaults/main.yml").read_text())
+# AWS's managed cache and origin request policies
+CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+PAGE = ROOT / "app/src/taskboard/static"
+
+
+def distribution(moto, comment: str = f"{P}-site") -> dict:
+    """The kit's distribution (found by its comment), described."""
+    cf = moto.client("cloudfront", "us-east-1")
+    items = cf.list_distributions()["DistributionList"].get("Items") or []
+    (summary,) = [d for d in items if d["Comment"] == comment]
+    return cf.get_distribution(Id=summary["Id"])["Distribution"]
+
+
+def test_cloudfront_in_front_of_the_site(aws, moto, first_run):
+    """A CloudFront distribution for the site's name with CloudFront's
+    certificate: the page from the artifact bucket through an origin access
+    control (the bucket's policy lets only this distribution read it), the
+    API and health paths from the external ALB by its origin name, HTTPS
+    only, uncached, with the viewer's headers and the secret origin header
+    kept in Secrets Manager. The release's page is published."""
+    cf = moto.client("cloudfront", "us-east-1")
+    dist = distribution(moto)
+    assert dist["Status"] == "Deployed"
+    config = dist["DistributionConfig"]
+    assert config["Enabled"] is True
+    assert config["Aliases"]["Items"] == [PRODUCTION_SITE]
+    assert (config["DefaultRootObject"], config["PriceClass"]) == (
+        "index.html",
+        CDN["aws_cdn_price_class"],
+    )
+    viewer = config["ViewerCertificate"]
+    east_cert = moto.client("acm", "us-east-1").describe_certificate(
+        CertificateArn=viewer["ACMCertificateArn"])["Certificate"]  # fmt: skip
+    assert (east_cert["DomainName"], east_cert["Status"]) == (PRODUCTION_SITE, "ISSUED")
+    assert (viewer["SSLSupportMethod"], viewer["MinimumProtocolVersion"]) == (
+        "sni-only",
+        "TLSv1.2_2021",
+    )
+    assert viewer["CloudFrontDefaultCertificate"] is False
+    origins = {o["Id"]: o for o in config["Origins"]["Items"]}
+    page, alb = origins["page"], origins["alb"]
+    assert page["DomainName"] == f"{PRODUCTION_ARTIFACTS}.s3.{REGION}.amazonaws.com"
+    assert page["OriginPath"] == "/site"
+    assert page["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+    oac = cf.get_origin_access_control(Id=page["OriginAccessControlId"])["OriginAccessControl"]
+    assert oac["OriginAccessControlConfig"] == {
+        "Name": f"{P}-page",
+        "Description": f"{P}: CloudFront reads the page from {PRODUCTION_ARTIFACTS}",
+        "SigningProtocol": "sigv4", "SigningBehavior": "always",
+        "OriginAccessControlOriginType": "s3",
+    }  # fmt: skip
+    assert alb["DomainName"] == ORIGIN
+    custom = alb["CustomOriginConfig"]
+    assert (custom["OriginProtocolPolicy"], custom["HTTPSPort"]) == ("https-only", 443)
+    assert custom["OriginSslProtocols"]["Items"] == ["TLSv1.2"]
+    secret = json.loads(
+        aws("secretsmanager").get_secret_value(SecretId=f"threetier/{ENV}/cdn-origin")[
+            "SecretString"
+        ]
+    )
+    assert secret["header"] == LB["aws_load_balancers_origin_header_name"]
+    assert len(secret["value"]) >= 32
+    assert alb["CustomHeaders"]["Items"] == [
+        {"HeaderName": secret["header"], "HeaderValue": secret["value"]}
+    ]
+    default = config["DefaultCacheBehavior"]
+    assert (default["TargetOriginId"], default["ViewerProtocolPolicy"]) == (
+        "page",
+        "redirect-to-https",
+    )
+    assert default["CachePolicyId"] == CACHING_OPTIMIZED
+    assert sorted(default["AllowedMethods"]["Items"]) == ["GET", "HEAD"]
+    behaviours = config["CacheBehaviors"]["Items"]
+    assert [b["PathPattern"] for b in behaviours] == CDN["aws_cdn_origin_paths"]
+    for b in behaviours:
+        assert (b["TargetOriginId"], b["ViewerProtocolPolicy"]) == ("alb", "https-only")
+        assert (b["CachePolicyId"], b["OriginRequestPolicyId"]) == (
+            CACHING_DISABLED,
+            ALL_VIEWER_EXCEPT_HOST,
+        )
+        assert sorted(b["AllowedMethods"]["Items"]) == sorted(
+            ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
+        )
+    tags = {
+        t["Key"]: t["Value"]
+        for t in cf.list_tags_for_resource(Resource=dist["ARN"])["Tags"]["Items"]
+    }
+    assert (tags["Project"], tags["Environment"], tags["Name"]) == ("threetier", ENV, f"{P}-site")
+    # only this distribution reads the page
+    policy = json.loads(aws("s3").get_bucket_policy(Bucket=PRODUCTION_ARTIFACTS)["Policy"])
+    assert policy["Statement"] == [{
+        "Sid": "CloudFrontReadsThePage", "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{PRODUCTION_ARTIFACTS}/site/*",
+        "Condition": {"StringEquals": {"AWS:SourceArn": dist["ARN"]}},
+    }]  # fmt: skip
+    # the checkout's page, published with its content types
+    s3 = aws("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(
+        Bucket=PRODUCTION_ARTIFACTS, Prefix="site/")["Contents"])  # fmt: skip
+    assert keys == sorted(f"site/{f.name}" for f in PAGE.iterdir())
+    index = s3.get_object(Bucket=PRODUCTION_ARTIFACTS, Key="site/index.html")
+    assert index["Body"].read() == (PAGE / "index.html").read_bytes()
+    assert index["ContentType"] == "text/html; charset=utf-8"
+    assert index["ServerSideEncryption"] == "AES256"
+
+
+def invalidations(moto) -> list[dict]:
+    cf = moto.client("cloudfront", "us-east-1")
+    dist = distribution(moto)
+    listed = cf.list_invalidations(DistributionId=dist["Id"])["InvalidationList"].get("Items") or []
+    return [
+        cf.get_invalidation(DistributionId=dist["Id"], Id=i["Id"])["Invalidation"] for i in listed
+    ]
+
+
+def test_a_release_serves_its_page_and_a_rollback_the_kept_one(kit, aws, moto, first_run, tmp_path):
+    """aws_cdn_page (the releases' last step with CloudFront): a release's
+    page is kept under pages/<version>/ and copied where the distribution
+    reads, and what changed is invalidated at the edge (the root too, with
+    index.html); the same again changes nothing; a rollback serves the page
+    kept for its release; a release with no kept page and no source is
+    refused before anything changes."""
+    s3 = aws("s3")
+
+    def served(name: str) -> bytes:
+        return s3.get_object(Bucket=PRODUCTION_ARTIFACTS, Key=f"site/{name}")["Body"].read()
+
+    def page(version: str, *source: str):
+        return production_playbook(
+            kit, "../tests/playbooks/cdn_page.yml", "-e", f"tt_version={version}", *source
+        )
+
+    before = {i["Id"] for i in invalidations(moto)}
+    new = tmp_path / "page"
+    new.mkdir()
+    for f in PAGE.iterdir():
+        (new / f.name).write_bytes(f.read_bytes())
+    (new / "index.html").write_text("<!doctype html><title>taskboard 9.9.1</title>\n")
+    run = page("9.9.1", "-e", f"tt_source={new}")
+    assert run.rc == 0, run.output[-4000:]
+    assert served("index.html") == (new / "index.html").read_bytes()
+    kept = s3.get_object(Bucket=PRODUCTION_ARTIFACTS, Key="pages/9.9.1/index.html")
+    assert kept["Body"].read() == (new / "index.html").read_bytes()
+    index = s3.head_object(Bucket=PRODUCTION_ARTIFACTS, Key="site/index.html")
+    assert index["ContentType"] == "text/html; charset=utf-8"
+    (made,) = [i for i in invalidations(moto) if i["Id"] not in before]
+    assert sorted(made["InvalidationBatch"]["Paths"]["Items"]) == ["/", "/index.html"]
+    again = page("9.9.1", "-e", f"tt_source={new}")
+    assert again.rc == 0, again.output[-4000:]
+    assert again.recap()["changed"] == 0, again.output[-4000:]
+    assert len(invalidations(moto)) == len(before) + 1
+    # the rollback to the release site.yml kept (threetier_release)
+    back = page("0.1.0")
+    assert back.rc == 0, back.output[-4000:]
+    assert served("index.html") == (PAGE / "index.html").read_bytes()
+    assert len(invalidations(moto)) == len(before) + 2
+    refused = page("7.7.7")
+    assert refused.rc != 0
+    assert "aws_cdn_page: no page of release 7.7.7" in refused.output, refused.output[-3000:]
+    assert served("index.html") == (PAGE / "index.html").read_bytes()
+
+
 WAF = yaml.safe_load((ROOT / "roles/aws_waf/defaults/main.yml").read_text())
 
 
-def test_web_acl_in_front_of_the_external_balancer(aws, albs):
-    """The production profile puts a regional web ACL on the external ALB:
-    the rate limit per address first, then AWS's managed rule groups (no
-    override), allowing the rest; logged to its aws-waf-logs- group with
-    credentials redacted. The internal ALB has none."""
-    waf = aws("wafv2")
-    (summary,) = [
-        a for a in waf.list_web_acls(Scope="REGIONAL")["WebACLs"] if a["Name"] == f"{P}-web"
-    ]
-    acl = waf.get_web_acl(Name=summary["Name"], Scope="REGIONAL", Id=summary["Id"])["WebACL"]
+def assert_web_acl(waf, logs, name: str, scope: str, rate: dict) -> dict:
+    """A web ACL of the kit's: the rate limit per address first (``rate``:
+    its statement), then AWS's managed rule groups (no override), allowing
+    the rest; logged to its own aws-waf-logs- group with credentials
+    redacted. Returns it."""
+    (summary,) = [a for a in waf.list_web_acls(Scope=scope)["WebACLs"] if a["Name"] == name]
+    acl = waf.get_web_acl(Name=name, Scope=scope, Id=summary["Id"])["WebACL"]
     assert acl["DefaultAction"] == {"Allow": {}}
     rules = sorted(acl["Rules"], key=lambda r: r["Priority"])
-    rate, *managed = rules
-    assert rate["Action"] == {"Block": {}}
-    assert rate["Statement"]["RateBasedStatement"] == {
-        "Limit": WAF["aws_waf_rate_limit"],
-        "AggregateKeyType": "IP",
-        "EvaluationWindowSec": 300,
-    }
+    first, *managed = rules
+    assert first["Action"] == {"Block": {}}
+    assert first["Statement"]["RateBasedStatement"] == rate
     assert [r["Statement"]["ManagedRuleGroupStatement"] for r in managed] == [
         {"VendorName": "AWS", "Name": name} for name in WAF["aws_waf_managed_rule_groups"]
     ]
@@ -395,21 +583,46 @@ def test_web_acl_in_front_of_the_external_balancer(aws, albs):
     assert all(r["VisibilityConfig"]["CloudWatchMetricsEnabled"] for r in rules)
     tags = {t["Key"]: t["Value"] for t in waf.list_tags_for_resource(ResourceARN=acl["ARN"])[
         "TagInfoForResource"]["TagList"]}  # fmt: skip
-    assert (tags["Project"], tags["Environment"], tags["Name"]) == ("threetier", ENV, f"{P}-web")
-    ext, int_ = albs[f"{P}-ext"], albs[f"{P}-int"]
-    assert (
-        waf.get_web_acl_for_resource(ResourceArn=ext["LoadBalancerArn"])["WebACL"]["ARN"]
-        == (acl["ARN"])
-    )
-    assert not waf.get_web_acl_for_resource(ResourceArn=int_["LoadBalancerArn"]).get("WebACL")
+    assert (tags["Project"], tags["Environment"], tags["Name"]) == ("threetier", ENV, name)
     logging = waf.get_logging_configuration(ResourceArn=acl["ARN"])["LoggingConfiguration"]
-    (group,) = aws("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{P}")["logGroups"]
+    (group,) = [
+        g for g in logs.describe_log_groups(logGroupNamePrefix="aws-waf-logs-")["logGroups"]
+        if g["logGroupName"] == "aws-waf-logs-" + name.removesuffix("-web")
+    ]  # fmt: skip
     assert logging["LogDestinationConfigs"] == [group["arn"].removesuffix(":*")]
     assert logging["RedactedFields"] == [
         {"SingleHeader": {"Name": "authorization"}},
         {"SingleHeader": {"Name": "cookie"}},
     ]
     assert group["retentionInDays"] == WAF["aws_waf_log_retention_days"]
+    return acl
+
+
+def test_web_acls_in_front_of_the_external_balancer_and_cloudfront(aws, moto, albs):
+    """The production profile puts a regional web ACL on the external ALB and
+    one of scope CLOUDFRONT (in us-east-1) on the distribution, with the same
+    rules. CloudFront's counts each viewer's address; behind CloudFront the
+    ALB's clients are CloudFront's edges, so its rule counts the viewer's
+    address from X-Forwarded-For. The internal ALB has none."""
+    limit = WAF["aws_waf_rate_limit"]
+    waf = aws("wafv2")
+    acl = assert_web_acl(waf, aws("logs"), f"{P}-web", "REGIONAL", {
+        "Limit": limit, "AggregateKeyType": "FORWARDED_IP", "EvaluationWindowSec": 300,
+        "ForwardedIPConfig": {"HeaderName": "X-Forwarded-For", "FallbackBehavior": "MATCH"},
+    })  # fmt: skip
+    ext, int_ = albs[f"{P}-ext"], albs[f"{P}-int"]
+    assert (
+        waf.get_web_acl_for_resource(ResourceArn=ext["LoadBalancerArn"])["WebACL"]["ARN"]
+        == (acl["ARN"])
+    )
+    assert not waf.get_web_acl_for_resource(ResourceArn=int_["LoadBalancerArn"]).get("WebACL")
+    east = ("wafv2", "logs")
+    cdn = assert_web_acl(
+        *(moto.client(s, "us-east-1") for s in east), f"{P}-cdn", "CLOUDFRONT",
+        {"Limit": limit, "AggregateKeyType": "IP", "EvaluationWindowSec": 300},
+    )  # fmt: skip
+    assert cdn["ARN"].startswith("arn:aws:wafv2:us-east-1:")
+    assert distribution(moto)["DistributionConfig"]["WebACLId"] == cdn["ARN"]
 
 
 def _secret(aws):
@@ -706,9 +919,10 @@ def test_ssm_transfer_bucket(aws, first_run):
         lifecycle_rules(s3, PRODUCTION_ARTIFACTS)
 
 
-def test_run_prints_what_the_operator_needs(first_run, albs, aws):
+def test_run_prints_what_the_operator_needs(first_run, albs, aws, moto):
     out = first_run.output
     assert f"https://{albs[f'{P}-ext']['DNSName']}/" in out
+    assert f"CloudFront (emulator): https://{distribution(moto)['DomainName']}/" in out
     for name in ("ext", "int", "web", "app"):
         assert f"{P}-{name}" in out
     assert _secret(aws)["ARN"] in out
@@ -727,6 +941,17 @@ def test_a_propagating_instance_profile_is_waited_for(first_run, moto):
 
 def test_second_run_changes_nothing(kit, first_run):
     run = production_playbook(kit, "site.yml")
+    RUNS.append(run)
+    assert run.rc == 0, run.output[-4000:]
+    assert run.recap()["changed"] == 0, run.output[-8000:]
+
+
+def test_edge_layer_alone_changes_nothing(kit, first_run):
+    """load_balancers.yml alone (the balancers, certificate, web ACLs,
+    CloudFront and the site's name) keeps what site.yml made: wired the same
+    way, it neither drops the ALB's origin check nor points the name back at
+    the ALB."""
+    run = production_playbook(kit, "load_balancers.yml")
     RUNS.append(run)
     assert run.rc == 0, run.output[-4000:]
     assert run.recap()["changed"] == 0, run.output[-8000:]
@@ -847,10 +1072,18 @@ def test_production_inventory_lists_the_asg_instances(kit, aws, first_run):
 
 
 def test_password_never_in_any_output(aws, first_run):
+    """Neither the database's password nor CloudFront's origin header (in the
+    listener's rule and the distribution's origin) in any run's output."""
     password = json.loads(_secret(aws)["SecretString"])["password"]
+    origin = json.loads(
+        aws("secretsmanager").get_secret_value(SecretId=f"threetier/{ENV}/cdn-origin")[
+            "SecretString"
+        ]
+    )["value"]
     assert RUNS
     for run in RUNS:
         assert password not in run.output
+        assert origin not in run.output
 
 
 def test_teardown_refuses_production_without_confirmation(kit, aws, first_run):
@@ -937,9 +1170,22 @@ def test_teardown_removes_everything(kit, aws, moto, first_run):
         if a["Name"] == f"{P}-web"
     ]
     assert not aws("logs").describe_log_groups(logGroupNamePrefix=f"aws-waf-logs-{P}")["logGroups"]
-    # the certificate and its validation record are gone; the zone (the
-    # operator's) stays with its own records only
+    assert not [
+        a
+        for a in moto.client("wafv2", "us-east-1").list_web_acls(Scope="CLOUDFRONT")["WebACLs"]
+        if a["Name"] == f"{P}-cdn"
+    ]
+    assert not moto.client("logs", "us-east-1").describe_log_groups(
+        logGroupNamePrefix=f"aws-waf-logs-{P}"
+    )["logGroups"]
+    # the distribution (disabled, then deleted) and its access control
+    cf = moto.client("cloudfront", "us-east-1")
+    assert not cf.list_distributions()["DistributionList"].get("Items")
+    assert not cf.list_origin_access_controls()["OriginAccessControlList"].get("Items")
+    # the certificates (CloudFront's copy too) and their validation records
+    # are gone; the zone (the operator's) stays with its own records only
     assert site_certificates(aws) == []
+    assert site_certificates(lambda service: moto.client(service, "us-east-1")) == []
     # the site's alias, health check, alarm and topic too
     assert {r["Type"] for r in zone_records(aws)} == {"NS", "SOA"}
     assert site_health_checks(moto) == []
