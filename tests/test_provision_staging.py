@@ -305,3 +305,11 @@ def test_dev_inventory_provisions_again_unchanged_and_tears_down(kit, moto):
     gone = dev_playbook(kit, "teardown.yml")
     assert gone.rc == 0, gone.output[-4000:]
     assert gone.recap()["changed"] == 0, gone.output[-4000:]
+    # a site's name whose zone is gone already (the operator's): nothing to
+    # remove there, and no failure
+    named = dev_playbook(
+        kit, "teardown.yml", "-e", "threetier_site_zone=gone.example",
+        "-e", "threetier_site_name=www.gone.example",
+    )  # fmt: skip
+    assert named.rc == 0, named.output[-4000:]
+    assert named.recap()["changed"] == 0, named.output[-4000:]
