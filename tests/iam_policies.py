@@ -182,6 +182,8 @@ def parse_request(entry: dict) -> Request | None:
         return Request(action, region, {})
     if service == "route53":
         return route53_request(entry["method"], url.path, body, region)
+    if service == "cloudfront":
+        return cloudfront_request(entry["method"], url.path, url.query, region)
     if "x-amz-target" in headers:
         action = f"{prefix}:{headers['x-amz-target'].rsplit('.', 1)[-1]}"
         return Request(action, region, json_params(action, body))
@@ -257,6 +259,42 @@ def route53_request(method: str, path: str, body: str, region: str) -> Request:
         params.update({f"RecordName.{n}": x.lower().rstrip(".") for n, x in enumerate(names, 1)})
         return Request("route53:ChangeResourceRecordSets", region, params)
     return Request(f"route53:?{method} {path}", region, {})
+
+
+# CloudFront's REST calls the kit makes (paths without the API version)
+CLOUDFRONT_ACTION = {
+    ("GET", "distribution"): "ListDistributions",
+    ("POST", "distribution"): "CreateDistribution",
+    ("GET", "distribution/*"): "GetDistribution",
+    ("DELETE", "distribution/*"): "DeleteDistribution",
+    ("GET", "distribution/*/config"): "GetDistributionConfig",
+    ("PUT", "distribution/*/config"): "UpdateDistribution",
+    ("GET", "distribution/*/invalidation"): "ListInvalidations",
+    ("POST", "distribution/*/invalidation"): "CreateInvalidation",
+    ("GET", "distribution/*/invalidation/*"): "GetInvalidation",
+    ("GET", "origin-access-control"): "ListOriginAccessControls",
+    ("POST", "origin-access-control"): "CreateOriginAccessControl",
+    ("GET", "origin-access-control/*"): "GetOriginAccessControl",
+    ("DELETE", "origin-access-control/*"): "DeleteOriginAccessControl",
+    ("GET", "origin-access-control/*/config"): "GetOriginAccessControlConfig",
+    ("PUT", "origin-access-control/*/config"): "UpdateOriginAccessControl",
+    ("GET", "tagging"): "ListTagsForResource",
+}
+
+
+def cloudfront_request(method: str, path: str, query: str, region: str) -> Request:
+    """CloudFront's REST calls -> their IAM actions (a distribution made with
+    tags is CreateDistribution; tagging is TagResource / UntagResource)."""
+    parts = [p for p in path.split("/") if p][1:]  # without the API version
+    shape = "/".join(p if i % 2 == 0 else "*" for i, p in enumerate(parts))
+    operation = urllib.parse.parse_qs(query).get("Operation", [""])[0]
+    if shape == "tagging" and method == "POST":
+        return Request(f"cloudfront:{operation}Resource", region, {})
+    return Request(
+        f"cloudfront:{CLOUDFRONT_ACTION.get((method, shape), '?' + method + ' ' + path)}",
+        region,
+        {},
+    )
 
 
 def recorded_requests(recording: str) -> list[Request]:

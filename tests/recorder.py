@@ -128,11 +128,14 @@ def snapshot(moto, region: str, image_ids: set[str] = frozenset()) -> Snapshot:
             images = []
         for image in images:
             snap.image_owners[image["ImageId"]] = image["OwnerId"]
-    acm = moto.client("acm", region)
-    for cert in acm.list_certificates()["CertificateSummaryList"]:
-        arn = cert["CertificateArn"]
-        tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-        snap.certificate_tags[arn] = {t["Key"]: t.get("Value", "") for t in tags}
+    # the run's region and us-east-1, where CloudFront's copy of the
+    # certificate lives (roles/aws_certificate)
+    for acm_region in dict.fromkeys((region, "us-east-1")):
+        acm = moto.client("acm", acm_region)
+        for cert in acm.list_certificates()["CertificateSummaryList"]:
+            arn = cert["CertificateArn"]
+            tags = acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+            snap.certificate_tags[arn] = {t["Key"]: t.get("Value", "") for t in tags}
     for role in iam.list_roles()["Roles"]:
         if role["RoleName"].startswith("threetier-"):
             got = iam.get_role(RoleName=role["RoleName"])["Role"]
