@@ -120,14 +120,18 @@ def find(client, comment):
 
 
 def wait_deployed(module, client, dist_id, timeout):
+    """Until CloudFront reports the distribution Deployed: polled after 1 s,
+    then ever less often, at most every 15 s (a deployment takes minutes)."""
     deadline = time.monotonic() + timeout
+    delay = 1
     while True:
         status = client.get_distribution(Id=dist_id)["Distribution"]["Status"]
         if status == "Deployed":
             return status
         if time.monotonic() > deadline:
             module.fail_json(msg=f"distribution {dist_id} still {status} after {timeout} s")
-        time.sleep(min(15, max(1, timeout // 60)))
+        time.sleep(delay)
+        delay = min(15, delay * 2)
 
 
 def converge_tags(module, client, arn, want):
