@@ -89,25 +89,43 @@ def test_app_tier_config_names_gunicorn_log_memory_and_disk(box, app_run):
     assert config["agent"]["metrics_collection_interval"] == 60
 
 
-def unit_says(box: str, line: str) -> list[str]:
-    """A unit named like the service writes ``line`` to its stdout, as gunicorn
-    does; the export's lines once it has shipped it (bounded wait)."""
-    in_box(
-        box, "systemd-run", "--unit=taskboard.service", "--wait",
-        "sh", "-c", f"echo {line}; sleep 1",
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while line not in (lines := in_box(box, "cat", EXPORT, check=False).stdout.splitlines()):
-        assert time.monotonic() < deadline, (lines, in_box(box, "journalctl", "-n", "20").stdout)
-        time.sleep(0.5)
+def unit_says(box: str, line: str, *, until_shipped: bool = False) -> list[str]:
+    """A long-running unit named like the service writes ``line`` to its stdout,
+    as gunicorn does (once, or every half second with ``until_shipped``); the
+    export's lines once it has shipped it (bounded wait), then the unit stops."""
+    say = (
+        f"while :; do echo {line}; sleep 0.5; done"
+        if until_shipped
+        else f"echo {line}; exec sleep 120"
+    )
+    in_box(box, "systemd-run", "--unit=taskboard.service", "sh", "-c", say)
+    try:
+        deadline = time.monotonic() + 20
+        while line not in (lines := in_box(box, "cat", EXPORT, check=False).stdout.splitlines()):
+            assert time.monotonic() < deadline, (
+                lines[-10:],
+                in_box(box, "journalctl", "-o", "json", "-n", "15").stdout,
+            )
+            time.sleep(0.5)
+    finally:
+        in_box(box, "systemctl", "stop", "taskboard.service", check=False)
     return lines
 
 
+def export_follows(box: str) -> None:
+    """The export follows the journal: a line a unit keeps repeating arrives.
+    (With --lines=0, what the unit writes before journalctl reaches the
+    journal's end is not exported; the role's comment says so.)"""
+    unit_says(box, f"probe-{uuid.uuid4().hex}", until_shipped=True)
+
+
 def test_journal_export_ships_the_units_output(box, app_run):
+    export_follows(box)
     marker = f"gunicorn-line-{uuid.uuid4().hex}"
     unit_says(box, marker)
     # a restart of the export repeats nothing and carries on
     in_box(box, "systemctl", "restart", "cloudwatch-journal-export@taskboard.service")
+    export_follows(box)
     after = f"{marker}-after-restart"
     lines = unit_says(box, after)
     assert lines.count(marker) == 1
