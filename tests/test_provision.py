@@ -515,8 +515,8 @@ def test_a_release_serves_its_page_and_a_rollback_the_kept_one(kit, aws, moto, f
     page is kept under pages/<version>/ and copied where the distribution
     reads, and what changed is invalidated at the edge (the root too, with
     index.html); the same again changes nothing; a rollback serves the page
-    kept for its release; a release with no kept page and no source is
-    refused before anything changes."""
+    kept for its release; a source without a page, or a rollback to a
+    release with no kept page, is refused before anything changes."""
     s3 = aws("s3")
 
     def served(name: str) -> bytes:
@@ -554,7 +554,14 @@ def test_a_release_serves_its_page_and_a_rollback_the_kept_one(kit, aws, moto, f
     refused = page("7.7.7")
     assert refused.rc != 0
     assert "aws_cdn_page: no page of release 7.7.7" in refused.output, refused.output[-3000:]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = page("7.7.8", "-e", f"tt_source={empty}")
+    assert bad.rc != 0
+    assert "aws_cdn_page: bad input: aws_cdn_page_source" in bad.output, bad.output[-3000:]
+    assert bad.recap()["changed"] == 0
     assert served("index.html") == (PAGE / "index.html").read_bytes()
+    assert len(invalidations(moto)) == len(before) + 2
 
 
 WAF = yaml.safe_load((ROOT / "roles/aws_waf/defaults/main.yml").read_text())
