@@ -29,10 +29,12 @@ from localaws import dataplane_nft as nft
 from localaws.controller import Log, Reporter, database_addresses
 from localaws.controller_world import (
     Action,
+    Condition,
     DbInstance,
     HealthCheck,
     Instance,
     Listener,
+    ListenerRule,
     LoadBalancer,
     NetworkInterface,
     Permission,
@@ -169,6 +171,69 @@ def test_config_ports_the_alb_frontend_and_backend() -> None:
         assert expected in lines, expected
     # a fresh balancer has no server: targets enter at run time
     assert not [x for x in lines if x.startswith("server ")]
+
+
+def origin_checked(value: str = "s3cr3t-Value") -> Listener:
+    """The external ALB's HTTPS listener with aws_load_balancers' origin
+    check: a JSON 403 by default, a rule forwarding requests that carry the
+    header, and a rule without a local stand-in."""
+    refuse = Action(
+        "fixed-response",
+        fixed=(
+            ("ContentType", "application/json"),
+            ("MessageBody", '{"error": "forbidden"}'),
+            ("StatusCode", "403"),
+        ),
+    )
+    return Listener(
+        "listener-443",
+        443,
+        "HTTPS",
+        refuse,
+        rules=(
+            ListenerRule(
+                1,
+                (Condition("http-header", (value,), "X-Origin-Verify"),),
+                Action("forward", TG_WEB),
+            ),
+            ListenerRule(5, (Condition("source-ip", ("10.0.0.0/8",)),), Action("forward", TG_APP)),
+            ListenerRule(
+                7,
+                (
+                    Condition("path-pattern", ("/old/*", "/a?c")),
+                    Condition("host-header", ("*.test",)),
+                ),
+                Action("redirect", redirect=(("Path", "/new"), ("StatusCode", "HTTP_302"))),
+            ),
+        ),
+    )
+
+
+def test_listener_rules_are_tried_by_priority_before_the_default() -> None:
+    groups = {TG_WEB: group(TG_WEB, "threetier-local-web", 80), TG_APP: group()}
+    lb = balancer((origin_checked(),))
+    text = hap.render_config(lb, groups, 1, certificates={"listener-443": "ext.pem"})
+    lines = [x.strip() for x in text.splitlines()]
+    head = lines.index("frontend listener-443")
+    body = lines[head : lines.index("", head)]
+    ruled = [x for x in body if "txn.rule" in x or x.startswith("# rule")]
+    assert ruled == [
+        "http-request set-var(txn.rule) int(1) if !{ var(txn.rule) -m found }"
+        " { req.hdr(X-Origin-Verify) -m reg -i '^s3cr3t\\-Value$' }",
+        "# rule 5 (source-ip): no local stand-in",
+        "http-request set-var(txn.rule) int(7) if !{ var(txn.rule) -m found }"
+        " { path -m reg '^/old/.*$' '^/a.c$' }"
+        " { req.hdr(host),field(1,:) -m reg -i '^.*\\.test$' }",
+        "http-request redirect location %[ssl_fc,iif(https,http)]://%[req.hdr(host),field(1,:)]"
+        ":%[dst_port]/new%[url,regsub(^[^?]*,)] code 302 if { var(txn.rule) -m int 7 }",
+        'http-request return status 403 content-type "application/json"'
+        ' string "{\\"error\\": \\"forbidden\\"}" if !{ var(txn.rule) -m found }',
+        "use_backend threetier-local-web if { var(txn.rule) -m int 1 }",
+    ]
+    # a group only a rule forwards to is a backend too (its targets are
+    # checked, as a target group a rule names is on AWS)
+    assert "backend threetier-local-web" in lines
+    assert "backend threetier-local-app" in lines
 
 
 def test_servers_in_a_reload_carry_the_runtime_keywords() -> None:

@@ -101,6 +101,27 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """One condition of a listener rule: ``field`` (http-header, path-pattern,
+    host-header, http-request-method) matches one of ``values`` (ALB's
+    wildcards * and ?); ``header`` names the header of an http-header one."""
+
+    field: str
+    values: tuple[str, ...]
+    header: str = ""
+
+
+@dataclass(frozen=True)
+class ListenerRule:
+    """A listener's rule (not the default): its conditions all match, then
+    its action applies; rules are tried by priority, lowest first."""
+
+    priority: int
+    conditions: tuple[Condition, ...]
+    action: Action | None
+
+
+@dataclass(frozen=True)
 class Listener:
     arn: str
     port: int
@@ -108,6 +129,7 @@ class Listener:
     action: Action | None
     certificates: tuple[str, ...] = ()  # HTTPS: the default certificate first
     ssl_policy: str = ""
+    rules: tuple[ListenerRule, ...] = ()  # by priority
 
 
 @dataclass(frozen=True)
@@ -402,6 +424,7 @@ class Reader:
                     action=_default_action(x.get("DefaultActions", [])),
                     certificates=tuple(c["CertificateArn"] for c in x.get("Certificates") or []),
                     ssl_policy=x.get("SslPolicy") or "",
+                    rules=self._rules(x["ListenerArn"]),
                 )
                 for x in _pages(self.elbv2, "describe_listeners", "Listeners", LoadBalancerArn=arn)
             )
@@ -419,6 +442,20 @@ class Reader:
                 listeners=tuple(sorted(listeners, key=lambda x: x.port)),
             )
         world.load_balancers = lbs
+
+    def _rules(self, listener_arn: str) -> tuple[ListenerRule, ...]:
+        rules = []
+        for r in _pages(self.elbv2, "describe_rules", "Rules", ListenerArn=listener_arn):
+            if r.get("IsDefault") or not str(r.get("Priority", "")).isdigit():
+                continue
+            rules.append(
+                ListenerRule(
+                    priority=int(r["Priority"]),
+                    conditions=tuple(_condition(c) for c in r.get("Conditions", [])),
+                    action=_default_action(r.get("Actions", [])),
+                )
+            )
+        return tuple(sorted(rules, key=lambda x: x.priority))
 
     def _target_groups(self, world: World) -> None:
         groups = {}
@@ -513,6 +550,21 @@ def _default_action(actions: list[dict[str, Any]]) -> Action | None:
             config = a.get("FixedResponseConfig", {})
             return Action(kind="fixed-response", fixed=tuple(sorted(config.items())))
     return None
+
+
+def _condition(raw: Mapping[str, Any]) -> Condition:
+    """A rule condition in either of the API's spellings (the field's
+    ``...Config`` or the older ``Values``)."""
+    name = raw.get("Field", "")
+    config = {
+        "http-header": "HttpHeaderConfig",
+        "path-pattern": "PathPatternConfig",
+        "host-header": "HostHeaderConfig",
+        "http-request-method": "HttpRequestMethodConfig",
+    }.get(name, "")
+    values = (raw.get(config) or {}).get("Values") or raw.get("Values") or []
+    header = (raw.get("HttpHeaderConfig") or {}).get("HttpHeaderName", "")
+    return Condition(field=name, values=tuple(values), header=header)
 
 
 def decode_user_data(value: str | None) -> bytes:

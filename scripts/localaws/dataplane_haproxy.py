@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .controller_world import Action, LoadBalancer, Target, TargetGroup
+from .controller_world import Action, Condition, ListenerRule, LoadBalancer, Target, TargetGroup
 
 # Paths inside the balancer's container (bind mounts of the state directory).
 CONFIG_DIR = "/etc/haproxy/local"
@@ -168,7 +168,15 @@ def _action_lines(
         host = r.get("Host", "#{host}")
         host_part = "%[req.hdr(host),field(1,:)]" if host == "#{host}" else host
         code = r.get("StatusCode", "HTTP_301").removeprefix("HTTP_")
-        location = f"{scheme}://{host_part}{port_part}%[capture.req.uri]"
+        path, query = r.get("Path", "/#{path}"), r.get("Query", "#{query}")
+        if (path, query) == ("/#{path}", "#{query}"):
+            tail = "%[capture.req.uri]"
+        else:  # ALB's #{path} is the path without its leading slash
+            tail = path.replace("/#{path}", "%[path]").replace("#{path}", "%[path,regsub(^/,)]")
+            tail += (
+                "%[url,regsub(^[^?]*,)]" if query == "#{query}" else f"?{query}" if query else ""
+            )
+        location = f"{scheme}://{host_part}{port_part}{tail}"
         return [f"http-request redirect location {location} code {code}"]
     if action.kind == "fixed-response":
         f = dict(action.fixed)
@@ -178,6 +186,69 @@ def _action_lines(
             line += f" string {_quote(f['MessageBody'])}"
         return [line]
     return ["http-request return status 503"]
+
+
+# What a rule's condition reads of the request (ALB: header and host values
+# compare without case, paths and methods with).
+_FETCHES = {
+    "path-pattern": ("path", ""),
+    "host-header": ("req.hdr(host),field(1,:)", " -i"),
+    "http-request-method": ("method", ""),
+}
+
+
+def wildcard_regex(value: str) -> str:
+    """An ALB condition value (* any characters, ? one) as an anchored regex."""
+    body = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in value)
+    return f"^{body}$"
+
+
+def condition_acl(condition: Condition) -> str | None:
+    """One condition as an anonymous ACL (its values are the ACL's patterns,
+    any of which matches; single-quoted, so HAProxy takes them as they are);
+    None for a field with no local stand-in."""
+    if condition.field == "http-header" and condition.header:
+        fetch, flags = f"req.hdr({condition.header})", " -i"
+    elif condition.field in _FETCHES:
+        fetch, flags = _FETCHES[condition.field]
+    else:
+        return None
+    if not condition.values or any("'" in v for v in condition.values):
+        return None
+    patterns = " ".join(f"'{wildcard_regex(v)}'" for v in condition.values)
+    return f"{{ {fetch} -m reg{flags} {patterns} }}"
+
+
+def _rule_lines(
+    rules: Iterable[ListenerRule],
+    groups: Mapping[str, TargetGroup],
+    ports: Mapping[str, str] | None,
+) -> tuple[list[str], list[str]]:
+    """A listener's rules: the first that matches (by priority) is noted in
+    txn.rule, then its action is taken on that: HAProxy runs every
+    http-request line before any use_backend, so each action is keyed on the
+    rule noted (and the default action on none noted). Returns the
+    http-request lines and the use_backend lines."""
+    noted: list[str] = []
+    taken: list[str] = []
+    backends: list[str] = []
+    for rule in rules:
+        acls = [condition_acl(c) for c in rule.conditions]
+        if not rule.conditions or None in acls:
+            fields = ", ".join(c.field for c in rule.conditions) or "none"
+            noted.append(f"# rule {rule.priority} ({fields}): no local stand-in")
+            continue
+        noted.append(
+            f"http-request set-var(txn.rule) int({rule.priority}) if "
+            f"!{{ var(txn.rule) -m found }} {' '.join(str(a) for a in acls)}"
+        )
+        chosen = f"{{ var(txn.rule) -m int {rule.priority} }}"
+        for line in _action_lines(rule.action, groups, ports):
+            if line.startswith("default_backend "):
+                backends.append(f"use_backend {line.split()[1]} if {chosen}")
+            else:
+                taken.append(f"{line} if {chosen}")
+    return noted + taken, backends
 
 
 def render_config(
@@ -275,7 +346,17 @@ def _body(
             f"    http-request set-header X-Forwarded-Proto {proto}",
             f"    http-request set-header X-Forwarded-Port {listener.port}",
         ]
-        lines += [f"    {x}" for x in _action_lines(listener.action, groups, published)]
+        ruled, backends = _rule_lines(listener.rules, groups, published)
+        default = _action_lines(listener.action, groups, published)
+        if any(x.startswith("http-request set-var") for x in ruled):
+            # the default action: when no rule matched
+            default = [
+                x if x.startswith("default_backend") else f"{x} if !{{ var(txn.rule) -m found }}"
+                for x in default
+            ]
+        default_http = [x for x in default if x.startswith("http-request")]
+        default_rest = [x for x in default if not x.startswith("http-request")]
+        lines += [f"    {x}" for x in [*ruled, *default_http, *backends, *default_rest]]
     for group in backends_of(lb, groups):
         hc = group.health_check
         keywords = " ".join(server_keywords(group, transition_interval))
@@ -306,10 +387,13 @@ def backends_of(lb: LoadBalancer, groups: Mapping[str, TargetGroup]) -> list[Tar
     only, its 80 answers the redirect)."""
     seen: dict[str, TargetGroup] = {}
     for x in lb.listeners:
-        if x.protocol in ("HTTP", "HTTPS") and x.action is not None and x.action.kind == "forward":
-            g = groups.get(x.action.target_group_arn)
-            if g is not None:
-                seen.setdefault(g.arn, g)
+        if x.protocol not in ("HTTP", "HTTPS"):
+            continue
+        for action in (x.action, *(r.action for r in x.rules)):
+            if action is not None and action.kind == "forward":
+                g = groups.get(action.target_group_arn)
+                if g is not None:
+                    seen.setdefault(g.arn, g)
     return list(seen.values())
 
 
