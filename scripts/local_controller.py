@@ -70,6 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "listener (default: $THREETIER_LOCAL_TLS_PORT or 8443)",
     )
     parser.add_argument(
+        "--cdn-port",
+        type=int,
+        default=_env_int("THREETIER_LOCAL_CDN_PORT", 9080),
+        help="127.0.0.1 port of CloudFront's stand-in, plain HTTP (the redirect) "
+        "(default: $THREETIER_LOCAL_CDN_PORT or 9080)",
+    )
+    parser.add_argument(
+        "--cdn-tls-port",
+        type=int,
+        default=_env_int("THREETIER_LOCAL_CDN_TLS_PORT", 9443),
+        help="127.0.0.1 port of CloudFront's stand-in, HTTPS: the site's URL with CloudFront "
+        "(default: $THREETIER_LOCAL_CDN_TLS_PORT or 9443)",
+    )
+    parser.add_argument(
         "--ca-dir",
         type=Path,
         default=Path(".local/ca"),
@@ -123,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         user_agent_extra=USER_AGENT,
     )
 
-    def client(service: str) -> Any:  # boto3's clients are typed dynamically
-        return boto3.client(
-            service, endpoint_url=args.endpoint, region_name=args.region, config=config
-        )
+    def client(service: str, region: str = args.region) -> Any:  # typed dynamically
+        return boto3.client(service, endpoint_url=args.endpoint, region_name=region, config=config)
+
+    # CloudFront, its certificates (ACM) and Route 53 live in us-east-1
+    edge = "us-east-1"
 
     options = Options(
         endpoint=args.endpoint,
@@ -135,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         container_prefix=args.container_prefix,
         publish_port=args.publish_port,
         publish_tls_port=args.publish_tls_port,
+        cdn_port=args.cdn_port,
+        cdn_tls_port=args.cdn_tls_port,
         ca_dir=args.ca_dir,
         lb_image=args.lb_image,
         state_dir=args.state_dir,
@@ -148,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         client("rds"),
         client("autoscaling"),
         acm=client("acm"),
+        cloudfront=client("cloudfront", edge),
+        route53=client("route53", edge),
+        edge_acm=client("acm", edge),
+        edge_wafv2=client("wafv2", edge),
     )
     stop = threading.Event()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import dataplane_cdn as cdn
 from . import dataplane_haproxy as hap
 from . import dataplane_nft as nft
 from . import dataplane_tls as tls
@@ -71,6 +73,7 @@ DEAD_STATES = frozenset({"exited", "stopped", "dead"})
 UNSTARTED_STATES = frozenset({"created", "initialized", "configured"})
 LAUNCHERS = 4  # instances launched at once
 LAUNCH_RETRY = 10.0  # seconds before a failed launch is tried again
+EDGE_EVERY = 2.0  # seconds between two reads of CloudFront (the _edge step)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class Options:
     container_prefix: str = "tt-local-"
     publish_port: int = 8080
     publish_tls_port: int = 8443  # the internet-facing ALB's 443 on 127.0.0.1
+    cdn_port: int = 9080  # CloudFront's stand-in (dataplane_cdn): plain HTTP on 127.0.0.1
+    cdn_tls_port: int = 9443  # and HTTPS: the site's local URL with CloudFront
     ca_dir: Path = Path(".local/ca")  # the local CA, ACM's stand-in (dataplane_tls)
     lb_image: str = "localhost/threetier-lb:bookworm"
     state_dir: Path = Path(".local/controller")
@@ -295,8 +300,19 @@ class Controller:
         podman: Podman | None = None,
         log: Log | None = None,
         acm: Any = None,
+        cloudfront: Any = None,
+        route53: Any = None,
+        edge_acm: Any = None,
+        edge_wafv2: Any = None,
     ) -> None:
         self.o = options
+        self.cloudfront = cloudfront
+        self.route53 = route53
+        self.edge_wafv2 = edge_wafv2  # CloudFront's web ACLs (scope CLOUDFRONT, us-east-1)
+        self.edge_read = 0.0  # when the edge was last read (monotonic)
+        # the viewer certificates CloudFront serves (ACM in us-east-1)
+        self.edge_certificates = tls.Certificates(edge_acm or acm, options.ca_dir.resolve())
+        self.edge_structure: dict[str, str] = {}  # CloudFront stand-in -> structure digest
         self.certificates = tls.Certificates(acm, options.ca_dir.resolve())
         self.ec2 = ec2
         self.elbv2 = elbv2
@@ -359,6 +375,7 @@ class Controller:
             ("target health", self._report),
             ("security groups", self._security_groups),
             ("vpc dns", self._vpc_dns),
+            ("cloudfront", self._edge),
         ]
         for name, step in steps:
             try:
@@ -821,6 +838,184 @@ class Controller:
                 self.log.problem(f"load balancer {name}", f"{type(exc).__name__}: {exc}")
                 p.ok = False
 
+    # -- CloudFront -> HAProxy on the host's network (dataplane_cdn) ---------
+
+    def _distributions(self) -> list[cdn.Distribution]:
+        out = []
+        listed = self.cloudfront.list_distributions().get("DistributionList") or {}
+        for summary in listed.get("Items") or []:
+            config = self.cloudfront.get_distribution_config(Id=summary["Id"])
+            listing = self.cloudfront.list_invalidations(DistributionId=summary["Id"])
+            ids = [i["Id"] for i in (listing.get("InvalidationList") or {}).get("Items") or []]
+            out.append(cdn.distribution_from(summary["Id"], config["DistributionConfig"], ids))
+        return out
+
+    def _zones(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The Route 53 records of the public zones that hold ``names``."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for zone in self.route53.list_hosted_zones().get("HostedZones", []):
+            if (zone.get("Config") or {}).get("PrivateZone"):
+                continue
+            z = zone["Name"].rstrip(".")
+            if not any(n == z or n.endswith("." + z) for n in names):
+                continue
+            records = self.route53.get_paginator("list_resource_record_sets")
+            out[z] = [
+                r
+                for page in records.paginate(HostedZoneId=zone["Id"])
+                for r in page.get("ResourceRecordSets", [])
+            ]
+        return out
+
+    def _edge(self, p: _Pass) -> None:
+        """Each enabled distribution: its stand-in container (one, published
+        on the cdn ports; a second is not run and says so)."""
+        if self.cloudfront is None:
+            return
+        # CloudFront, Route 53 and WAF take six calls: every EDGE_EVERY s,
+        # not every pass (a change deploys within seconds, as it takes
+        # minutes on AWS)
+        now = time.monotonic()
+        if now - self.edge_read < EDGE_EVERY:
+            return
+        self.edge_read = now
+        distributions = self._distributions()
+        wanted = {
+            f"{self.o.container_prefix}cdn-{d.id.lower()}": d
+            for d in sorted(distributions, key=lambda x: x.id)
+            if d.enabled
+        }
+        for c in self._mine(p, "cdn"):
+            if c.name not in wanted or c.name != next(iter(wanted)):
+                self._remove_later(c.name, "its distribution is gone or disabled", 2)
+                self.edge_structure.pop(c.name, None)
+                shutil.rmtree(self.state_dir / "cdn" / c.name, ignore_errors=True)
+        for name in list(wanted)[1:]:
+            self.log.once(
+                f"unpublished {name}",
+                f"{name}: a second distribution: only {next(iter(wanted))} runs locally",
+            )
+        if wanted:
+            name, d = next(iter(wanted.items()))
+            self._cdn(p, name, d)
+
+    def _origins(self, p: _Pass, d: cdn.Distribution) -> dict[str, str]:
+        """Custom origin id -> where it answers locally: its name resolved by
+        the site's Route 53 records to a load balancer; the internet-facing
+        one answers at the port the host publishes its 443 on."""
+        custom = [o for o in d.origins if not o.bucket]
+        if not custom or p.world.load_balancers is None or self.route53 is None:
+            return {}
+        zones = self._zones([o.domain for o in custom])
+        published = sorted(
+            lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)
+            for lb in p.world.load_balancers.values()
+            if lb.internet_facing
+        )
+        out = {}
+        for o in custom:
+            target = cdn.alias_target(zones, o.domain)
+            for lb in p.world.load_balancers.values():
+                name = lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)
+                if (
+                    target
+                    and lb.dns_name.lower().rstrip(".") == target
+                    and published[:1] == [name]
+                    and any(x.port == 443 and x.protocol == "HTTPS" for x in lb.listeners)
+                ):
+                    out[o.id] = f"127.0.0.1:{self.o.publish_tls_port}"
+        return out
+
+    def _web_acl(self, name: str, arn: str) -> cdn.WebAcl | None:
+        """The distribution's web ACL as the emulator has it (None: none, or
+        not readable now: then nothing is enforced, and the log says so)."""
+        found = cdn.web_acl_id(arn) if arn else None
+        if found is None or self.edge_wafv2 is None:
+            return None
+        try:
+            raw = self.edge_wafv2.get_web_acl(Name=found[0], Scope="CLOUDFRONT", Id=found[1])
+        except Exception as exc:  # the distribution is served without it meanwhile
+            self.log.problem(f"web acl {name}", f"{name}: web ACL {arn}: {exc}")
+            return None
+        return cdn.web_acl_from(raw["WebACL"])
+
+    def _cdn(self, p: _Pass, name: str, d: cdn.Distribution) -> None:
+        base = self.state_dir / "cdn" / name
+        etc, run = base / "etc", base / "run"
+        certificate = ""
+        if d.certificate_arn and self.edge_certificates.ca_ready():
+            try:
+                certificate = self.edge_certificates.ensure(d.certificate_arn, etc / "certs").name
+            except Exception as exc:  # the viewer certificate waits; the rest goes on
+                self.log.problem(f"cert {d.certificate_arn}", f"{name}: {exc}")
+        endpoint = urllib.parse.urlsplit(self.o.endpoint).netloc
+        text = cdn.render_config(
+            d,
+            f"certs/{certificate}" if certificate else "",
+            self.o.cdn_tls_port,
+            self.o.cdn_port,
+            endpoint,
+            self._origins(p, d),
+            self._web_acl(name, d.web_acl_arn),
+        )
+        spec = {
+            "id": d.id,
+            "image": self.o.lb_image,
+            "ports": [self.o.cdn_port, self.o.cdn_tls_port],
+        }
+        spec_digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        c = p.containers.get(name)
+        if c is not None and (c.labels.get(SPEC_LABEL) != spec_digest or not c.running):
+            why = "its ports changed" if c.running else c.state + _last_words(self.podman, name)
+            self.podman.remove(name, 2)
+            self.log.info(f"removed {name} ({why})")
+            c = None
+        wanted = cdn.structure_of(text)
+        if c is None:
+            etc.mkdir(parents=True, exist_ok=True)
+            run.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.certificates.ca_dir / "ca.crt", etc / "ca.crt")
+            _write_atomic(etc / "haproxy.cfg", text, 0o600)
+            labels = self._labels(
+                "cdn", **{"threetier.distribution-id": d.id, SPEC_LABEL: spec_digest}
+            )
+            self.podman.create(
+                [
+                    "--name", name, "--hostname", name, *label_args(labels),
+                    # CloudFront is outside the VPC: it reaches the ALB where the
+                    # internet does (the published port) and S3 at the emulator
+                    "--network", "host",
+                    "--volume", f"{etc}:{cdn.CONFIG_DIR}:ro",
+                    "--volume", f"{run}:{cdn.RUN_DIR}",
+                    self.o.lb_image,
+                    "haproxy", "-W", "-db", "-f", f"{cdn.CONFIG_DIR}/haproxy.cfg",
+                ]
+            )  # fmt: skip
+            try:
+                self.podman.start(name)
+            except Exception:
+                self.podman.remove(name, 0)
+                raise
+            self.edge_structure[name] = wanted
+            p.launched.add(name)
+            self.log.info(
+                f"launched {name} for distribution {d.id} (CloudFront's stand-in: "
+                f"127.0.0.1:{self.o.cdn_tls_port} https, :{self.o.cdn_port} http)"
+            )
+            return
+        applied = self.edge_structure.get(name)
+        if applied is None:
+            try:
+                applied = cdn.structure_of((etc / "haproxy.cfg").read_text())
+            except OSError:
+                applied = ""
+        if wanted == applied:
+            return
+        shutil.copyfile(self.certificates.ca_dir / "ca.crt", etc / "ca.crt")
+        self.edge_structure[name] = wanted  # not again every pass when refused
+        if self._haproxy_reload(name, etc / "haproxy.cfg", cdn.CONFIG_DIR, text):
+            self.log.info(f"reloaded {name} (distribution, origins or invalidations changed)")
+
     def _certificates(self, name: str, lb: LoadBalancer, etc: Path) -> dict[str, str]:
         """The HTTPS listeners' certificates, issued by the local CA for the
         names ACM gives (dataplane_tls): listener ARN -> file name in the
@@ -903,7 +1098,7 @@ class Controller:
             etc.mkdir(parents=True, exist_ok=True)
             run.mkdir(parents=True, exist_ok=True)
             (run / hap.STATE_FILE).unlink(missing_ok=True)
-            _write_atomic(etc / "haproxy.cfg", text)
+            _write_atomic(etc / "haproxy.cfg", text, 0o600)  # a rule may hold a secret header
             labels = self._labels(
                 "load-balancer", **{"threetier.lb-arn": lb.arn, SPEC_LABEL: spec_digest}
             )
@@ -954,6 +1149,28 @@ class Controller:
             return  # the new workers' socket is being set up: targets next pass
         self._targets(p, lb, groups, runtime)
 
+    def _haproxy_reload(self, name: str, path: Path, config_dir: str, text: str) -> bool:
+        """``text`` as the HAProxy configuration of container ``name``
+        (``path`` on the host, ``config_dir`` inside, mode 0600: a listener
+        rule or an origin may hold a secret header), then a graceful reload
+        (SIGUSR2 to the master: new workers, the old ones finish their
+        connections). A file HAProxy refuses (``haproxy -c``) is not
+        applied: the previous one is put back and HAProxy keeps running as
+        it was. True when reloaded."""
+        previous = path.read_text() if path.exists() else ""
+        _write_atomic(path, text, 0o600)
+        try:
+            self.podman.run(
+                "exec", name, "haproxy", "-c", "-q", "-f", f"{config_dir}/haproxy.cfg",
+                timeout=20,
+            )  # fmt: skip
+        except Exception as exc:
+            _write_atomic(path, previous, 0o600)
+            self.log.info(f"{name}: new configuration refused, the previous one kept: {exc}")
+            return False
+        self.podman.signal(name, "USR2")
+        return True
+
     def _reload(
         self,
         name: str,
@@ -980,22 +1197,10 @@ class Controller:
         text = hap.render_config(
             lb, groups, self.o.transition_interval, servers, certificates, published
         )
-        path = etc / "haproxy.cfg"
-        previous = path.read_text() if path.exists() else ""
         runtime.save_state(run / hap.STATE_FILE)
-        _write_atomic(path, text)
-        try:
-            self.podman.run(
-                "exec", name, "haproxy", "-c", "-q", "-f", f"{hap.CONFIG_DIR}/haproxy.cfg",
-                timeout=20,
-            )  # fmt: skip
-        except Exception as exc:
-            _write_atomic(path, previous)
-            self.lb_structure[name] = wanted  # not again every pass; the next change retries
-            self.log.info(f"{name}: new configuration refused, the previous one kept: {exc}")
+        self.lb_structure[name] = wanted  # not again every pass; the next change retries
+        if not self._haproxy_reload(name, etc / "haproxy.cfg", hap.CONFIG_DIR, text):
             return False
-        self.podman.signal(name, "USR2")
-        self.lb_structure[name] = wanted
         self.log.info(f"reloaded {name} (listeners or target-group settings changed)")
         return True
 
@@ -1209,10 +1414,12 @@ def _last_words(podman: Any, name: str, lines: int = 3) -> str:
     return f": {said[:400]}" if said else ""
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.chmod(mode)
     tmp.replace(path)
 
 
