@@ -70,12 +70,16 @@ ENV = {
 # C keep-alive clients, at most N requests and S seconds in all.
 # With a CA (PEM text) it speaks HTTPS and verifies the balancer's chain
 # against that CA; not the name: it dials the balancer's VPC address, which
-# no certificate names.
+# no certificate names. A header ("Name: value") goes with every request:
+# the origin check's, which the external balancer asks for when CloudFront
+# is in front.
 CLIENT = r"""
 import http.client, json, ssl, sys, threading, time
 host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 n, secs, conc = int(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
 cadata = sys.argv[7] if len(sys.argv) > 7 else ""
+header = sys.argv[8].split(": ", 1) if len(sys.argv) > 8 else []
+headers = dict([header]) if header else {}
 lat, errors, lock, count = [], [0], threading.Lock(), [0]
 deadline = time.monotonic() + secs
 def connect():
@@ -93,7 +97,7 @@ def worker():
             count[0] += 1
         t = time.monotonic()
         try:
-            c.request("GET", path); r = c.getresponse(); r.read()
+            c.request("GET", path, headers=headers); r = c.getresponse(); r.read()
             ok = r.status == 200
         except OSError:
             ok = False; c.close(); c = connect()
@@ -127,6 +131,17 @@ def emulator(service: str):
     )
 
 
+def origin_header() -> str:
+    """The origin check's header ("Name: value"; "" without CloudFront in
+    front): requests past CloudFront must carry it (aws_load_balancers)."""
+    try:
+        secret = emulator("secretsmanager").get_secret_value(SecretId="threetier/local/cdn-origin")
+    except emulator("secretsmanager").exceptions.ResourceNotFoundException:
+        return ""
+    stored = json.loads(secret["SecretString"])
+    return f"{stored['header']}: {stored['value']}"
+
+
 def names(tier: str) -> list[str]:
     """The tier's running instances (each a container named by its id)."""
     try:
@@ -152,11 +167,12 @@ def address(container: str) -> str:
     return next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
 
-def measure(container: str, host: str, port: int, args, ca: str = "") -> dict:
+def measure(container: str, host: str, port: int, args, ca: str = "", header: str = "") -> dict:
     path = "/api/tasks?limit=20"
     r = podman(
         "exec", container, "python3", "-c", CLIENT, host, str(port), path,
-        str(args.requests), str(args.seconds), str(args.concurrency), *([ca] if ca else []),
+        str(args.requests), str(args.seconds), str(args.concurrency),
+        *([ca] if ca or header else []), *([header] if header else []),
         timeout=int(args.seconds) + 60,
     )  # fmt: skip
     if r.returncode != 0:
@@ -298,7 +314,7 @@ def breakdown_of_the_stack(args) -> tuple[dict, dict[str, float], dict[str, dict
     https = ext_listener_ports() >= {443} and ca.is_file()
     stack = measure(
         names("web")[0], address("tt-local-lb-ext"), 443 if https else 80, args,
-        ca.read_text() if https else "",
+        ca.read_text() if https else "", origin_header(),
     )  # fmt: skip
     stack["scheme"] = "https" if https else "http"
     cpu = {hop: sum(cpu_ns(c) for c in cs) - cpu0[hop] for hop, cs in parts.items()}

@@ -16,7 +16,9 @@
 # and prints the URL. Re-running changes nothing and keeps the data;
 # scripts/down.sh removes it all.
 #   THREETIER_LOCAL_PORT=8080       the external balancer's port 80 on 127.0.0.1
-#   THREETIER_LOCAL_TLS_PORT=8443   its port 443 there (the site's https URL)
+#   THREETIER_LOCAL_TLS_PORT=8443   its port 443 there
+#   THREETIER_LOCAL_CDN_TLS_PORT=9443  CloudFront's stand-in there (the site's URL)
+#   THREETIER_LOCAL_CDN_PORT=9080      and its plain HTTP (the redirect)
 # Ansible's output goes to .local/fleet/up.log (the end is shown on failure).
 set -euo pipefail
 

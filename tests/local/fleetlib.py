@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import os
 import subprocess
 import time
@@ -62,25 +63,58 @@ CA = ROOT / ".local" / "ca" / "ca.crt"
 @functools.cache
 def fleet() -> dict[str, str]:
     """The fleet is up (scripts/up.sh, once per test run; a no-op when it
-    is up): its URL (https, on the external balancer's published 443), the
-    same balancer's plain HTTP port (a redirect) and up.sh's output.
+    is up): the site's URL (https, CloudFront's stand-in: what a user opens),
+    the external balancer's (https, its published 443), the same balancer's
+    plain HTTP port (a redirect) and up.sh's output.
     THREETIER_FLEET_UP=1 says the caller has just run it
     (scripts/test-all.sh): then it is not run again here. From then on
     `requests` trusts the local CA (REQUESTS_CA_BUNDLE), as a browser of the
-    site would trust the site's CA; nothing else does."""
+    site would trust the site's CA; nothing else does. Requests straight to
+    the external balancer carry the origin check's header (as CloudFront's
+    do; `origin_header`)."""
     log = ROOT / ".local" / "fleet" / "up.log"  # Ansible's output of the last up.sh
     http = f"http://127.0.0.1:{os.environ.get('THREETIER_LOCAL_PORT', '8080')}"
+    url = f"https://127.0.0.1:{os.environ.get('THREETIER_LOCAL_TLS_PORT', '8443')}"
+    site = f"https://127.0.0.1:{os.environ.get('THREETIER_LOCAL_CDN_TLS_PORT', '9443')}"
+    site_http = f"http://127.0.0.1:{os.environ.get('THREETIER_LOCAL_CDN_PORT', '9080')}"
     if os.environ.get("THREETIER_FLEET_UP") == "1":
-        port = os.environ.get("THREETIER_LOCAL_TLS_PORT", "8443")
-        found = {"url": f"https://127.0.0.1:{port}", "up": log.read_text(errors="replace")}
+        said = log.read_text(errors="replace")
     else:
         up = run([str(ROOT / "scripts" / "up.sh")], timeout=3600)
-        url = up.stdout.strip().splitlines()[-1].split()[-1]
-        assert url.startswith("https://127.0.0.1:"), up.stdout
-        found = {"url": url.rstrip("/"), "up": up.stdout + log.read_text(errors="replace")}
+        printed = up.stdout.strip().splitlines()[-1].split()[-1]
+        assert printed.rstrip("/") == site, up.stdout
+        said = up.stdout + log.read_text(errors="replace")
     assert CA.is_file(), f"no local CA at {CA}: make up makes it"
     os.environ["REQUESTS_CA_BUNDLE"] = str(CA)
-    return {**found, "http": http}
+    found = {"url": url, "site": site, "site_http": site_http, "up": said, "http": http}
+    _carry_origin_header(url, origin_header())
+    return found
+
+
+def origin_header() -> tuple[str, str]:
+    """The header the external balancer's origin check asks for (CloudFront
+    sends it; aws_load_balancers keeps it in Secrets Manager)."""
+    secret = emulator("secretsmanager").get_secret_value(SecretId="threetier/local/cdn-origin")
+    stored = json.loads(secret["SecretString"])
+    return stored["header"], stored["value"]
+
+
+def _carry_origin_header(balancer: str, header: tuple[str, str]) -> None:
+    """Every request of `requests` to ``balancer`` (its URL: past
+    CloudFront) carries ``header``, as CloudFront's do: the fleet's tests
+    measure that balancer as an entry point of its own. A test that asks
+    without it passes ``headers={name: None}`` (requests drops it)."""
+    original = getattr(requests.Session.request, "__wrapped__", requests.Session.request)
+
+    @functools.wraps(original)
+    def request(self, method, url, *args, **kwargs):  # requests' own names
+        if str(url).startswith(balancer):
+            headers = dict(kwargs.get("headers") or {})
+            headers.setdefault(header[0], header[1])
+            kwargs["headers"] = headers
+        return original(self, method, url, *args, **kwargs)
+
+    requests.Session.request = request
 
 
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")

@@ -1,5 +1,6 @@
 """A real browser: headless Chromium (Debian's chromium and chromium-driver)
-opens the page through the external balancer over HTTPS, trusting the local
+opens the site's URL (CloudFront's stand-in: the page from the artifact
+bucket, the API through the external balancer) over HTTPS, trusting the local
 CA as a user's browser trusts the site's CA (an NSS database of the test's
 own, made with certutil, where Chromium on Linux reads its trust), adds a
 task with the form and sees it listed; the task is in PostgreSQL too. Without
@@ -86,7 +87,7 @@ def browser(tmp_path):
 
 
 def test_without_the_local_ca_the_browser_shows_the_certificate_error(tmp_path):
-    url = fleet()["url"] + "/"
+    url = fleet()["site"] + "/"
     driver = chromium(trusting(tmp_path, None))
     try:
         driver.get(url)
@@ -98,7 +99,7 @@ def test_without_the_local_ca_the_browser_shows_the_certificate_error(tmp_path):
 
 
 def test_page_adds_a_task_in_a_real_browser(browser):
-    url = fleet()["url"] + "/"
+    url = fleet()["site"] + "/"
     title = f"browser {uuid.uuid4().hex[:12]}"
     browser.get(url)
     wait = WebDriverWait(browser, 20)

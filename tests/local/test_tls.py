@@ -2,8 +2,8 @@
 profile's edge: the kit's ACM certificate for the site's name, validated by
 DNS through the site's zone in the emulator's Route 53 (aws_certificate),
 the external balancer's HTTPS listener naming it with the redirect on port 80
-(aws_load_balancers), and the name's alias record and health check
-(aws_dns). The controller stands the certificate in with one from the local
+(aws_load_balancers), and the name's alias records (to CloudFront, and the
+origin name to the balancer) and health check (aws_dns). The controller stands the certificate in with one from the local
 CA for ACM's names and 127.0.0.1 (docs/local-data-plane.md, "HTTPS
 listeners"); HAProxy terminates TLS on the published 443.
 
@@ -97,13 +97,20 @@ def test_plain_http_answers_a_permanent_redirect_to_the_same_path_on_https():
         assert answer.headers["Location"] == url + "/api/tasks?limit=2&offset=1", answer.headers
 
 
-def test_the_sites_name_points_at_the_external_balancer_with_a_health_check():
+def test_the_sites_name_points_at_cloudfront_its_origin_at_the_balancer_with_a_health_check():
     r53 = emulator("route53")
     (zone,) = [z for z in r53.list_hosted_zones()["HostedZones"] if z["Name"] == ZONE + "."]
     records = r53.list_resource_record_sets(HostedZoneId=zone["Id"])["ResourceRecordSets"]
-    (alias,) = [r for r in records if r["Name"] == NAME + "." and r["Type"] == "A"]
+
+    def alias_of(name: str, kind: str) -> str:
+        (found,) = [r for r in records if r["Name"] == name + "." and r["Type"] == kind]
+        return found["AliasTarget"]["DNSName"].rstrip(".").lower()
+
+    (distribution,) = emulator("cloudfront").list_distributions()["DistributionList"]["Items"]
+    assert alias_of(NAME, "A") == distribution["DomainName"].lower()
+    assert alias_of(NAME, "AAAA") == distribution["DomainName"].lower()
     lb = https_listener()["lb"]
-    assert alias["AliasTarget"]["DNSName"].rstrip(".").lower().endswith(lb["DNSName"].lower())
+    assert alias_of(f"local-origin.{ZONE}", "A").endswith(lb["DNSName"].lower())
     checks = r53.list_health_checks()["HealthChecks"]
     config = [
         c["HealthCheckConfig"]
