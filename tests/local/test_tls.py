@@ -3,9 +3,10 @@ profile's edge: the kit's ACM certificate for the site's name, validated by
 DNS through the site's zone in the emulator's Route 53 (aws_certificate),
 the external balancer's HTTPS listener naming it with the redirect on port 80
 (aws_load_balancers), and the name's alias records (to CloudFront, and the
-origin name to the balancer) and health check (aws_dns). The controller stands the certificate in with one from the local
-CA for ACM's names and 127.0.0.1 (docs/local-data-plane.md, "HTTPS
-listeners"); HAProxy terminates TLS on the published 443.
+origin name to the balancer) and health check (aws_dns). The controller
+stands the certificate in with one from the local CA for ACM's names and
+127.0.0.1 (docs/local-data-plane.md, "HTTPS listeners"); HAProxy
+terminates TLS on the published 443.
 
 A client that trusts the local CA gets the site and the API, nginx sees the
 request as HTTPS (it sends Strict-Transport-Security only then), a client
