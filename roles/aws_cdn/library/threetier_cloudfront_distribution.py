@@ -97,7 +97,8 @@ def covers(have, want):
 
 def without_legacy_cache(config):
     """Behaviours with a cache policy lose the legacy keys the emulator (or an
-    older distribution) may carry: CloudFront refuses both together."""
+    older distribution) may carry: CloudFront refuses both together. For a
+    configuration read back (disabling it before deletion)."""
     behaviours = [config.get("DefaultCacheBehavior") or {}]
     behaviours += (config.get("CacheBehaviors") or {}).get("Items") or []
     for b in behaviours:
@@ -212,10 +213,9 @@ def main():
                     config = dict(
                         want, CallerReference=got["DistributionConfig"]["CallerReference"]
                     )
+                    # (built from the wanted configuration: no legacy keys)
                     client.update_distribution(
-                        Id=dist_id,
-                        IfMatch=got["ETag"],
-                        DistributionConfig=without_legacy_cache(config),
+                        Id=dist_id, IfMatch=got["ETag"], DistributionConfig=config
                     )
         dist = client.get_distribution(Id=dist_id)["Distribution"]
         changed |= converge_tags(module, client, dist["ARN"], p["tags"])
