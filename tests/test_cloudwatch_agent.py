@@ -92,13 +92,16 @@ def test_app_tier_config_names_gunicorn_log_memory_and_disk(box, app_run):
 def unit_says(box: str, line: str, *, until_shipped: bool = False) -> list[str]:
     """A long-running unit named like the service writes ``line`` to its stdout,
     as gunicorn does (once, or every half second with ``until_shipped``); the
-    export's lines once it has shipped it (bounded wait), then the unit stops."""
+    export's lines once it has shipped it (bounded wait), then the unit ends.
+    One process, no child: systemd in a container on cgroup v1 is not told
+    when a killed unit's cgroup empties, and waits on a child it lost track
+    of until its stop timeout."""
+    times = "itertools.count()" if until_shipped else "[0]"
     say = (
-        f"while :; do echo {line}; sleep 0.5; done"
-        if until_shipped
-        else f"echo {line}; exec sleep 120"
+        f"import itertools, time\nfor _ in {times}:\n"
+        f"    print({line!r}, flush=True)\n    time.sleep(0.5)\ntime.sleep(120)\n"
     )
-    in_box(box, "systemd-run", "--unit=taskboard.service", "sh", "-c", say)
+    in_box(box, "systemd-run", "--unit=taskboard.service", "python3", "-c", say)
     try:
         deadline = time.monotonic() + 20
         while line not in (lines := in_box(box, "cat", EXPORT, check=False).stdout.splitlines()):
@@ -108,8 +111,25 @@ def unit_says(box: str, line: str, *, until_shipped: bool = False) -> list[str]:
             )
             time.sleep(0.5)
     finally:
-        in_box(box, "systemctl", "stop", "taskboard.service", check=False)
+        unit_ends(box)
     return lines
+
+
+def unit_ends(box: str) -> None:
+    """The speaking unit is stopped and gone (bounded), so that the next one
+    can take its name."""
+    in_box(box, "systemctl", "stop", "taskboard.service", check=False)
+    deadline = time.monotonic() + 30
+    while in_box(
+        box, "systemctl", "is-active", "taskboard.service", check=False
+    ).stdout.strip() in (
+        "active",
+        "activating",
+        "deactivating",
+    ):
+        assert time.monotonic() < deadline, "taskboard.service still there 30 s after its stop"
+        time.sleep(0.2)
+    in_box(box, "systemctl", "reset-failed", "taskboard.service", check=False)
 
 
 def export_follows(box: str) -> None:
