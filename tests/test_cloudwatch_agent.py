@@ -38,8 +38,9 @@ def box():
     if subprocess.run(["podman", "image", "exists", IMAGE], check=False).returncode != 0:
         pytest.skip(f"{IMAGE} is not built (scripts/build-base-image.sh)")
     name = f"tt-cwagent-{uuid.uuid4().hex[:8]}"
-    podman("run", "-d", "--name", name, "--systemd=always", IMAGE, "/lib/systemd/systemd")
     try:
+        # (inside: a run that fails after creating the container leaves it)
+        podman("run", "-d", "--name", name, "--systemd=always", IMAGE, "/lib/systemd/systemd")
         deadline = time.monotonic() + 60
         while True:
             state = in_box(name, "systemctl", "is-system-running", check=False).stdout.strip()
