@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -809,6 +809,16 @@ class Controller:
 
     # -- load balancers ------------------------------------------------------
 
+    def _facing(self, lbs: Iterable[LoadBalancer]) -> list[str]:
+        """The containers of the internet-facing ALBs, by name: there is one
+        port on 127.0.0.1, and the first has it (CloudFront's stand-in
+        reaches its origin there)."""
+        return sorted(
+            lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)
+            for lb in lbs
+            if lb.internet_facing and lb.state != "failed"
+        )
+
     def _load_balancers(self, p: _Pass) -> None:
         world = p.world
         if world.load_balancers is None:
@@ -823,8 +833,7 @@ class Controller:
                 self._remove_later(c.name, "its load balancer is gone", 2)
                 self.lb_structure.pop(c.name, None)
                 shutil.rmtree(self.state_dir / "lb" / c.name, ignore_errors=True)
-        # one port on 127.0.0.1: the first internet-facing ALB (by name) has it
-        facing = sorted(n for n, lb in wanted.items() if lb.internet_facing)
+        facing = self._facing(wanted.values())
         for name in facing[1:]:
             self.log.once(
                 f"unpublished {name}",
@@ -907,23 +916,19 @@ class Controller:
         if not custom or p.world.load_balancers is None or self.route53 is None:
             return {}
         zones = self._zones([o.domain for o in custom])
-        published = sorted(
-            lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)
-            for lb in p.world.load_balancers.values()
-            if lb.internet_facing
-        )
+        lbs = p.world.load_balancers.values()
+        published = self._facing(lbs)[:1]
+        by_dns = {lb.dns_name.lower().rstrip("."): lb for lb in lbs}
         out = {}
         for o in custom:
-            target = cdn.alias_target(zones, o.domain)
-            for lb in p.world.load_balancers.values():
-                name = lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)
-                if (
-                    target
-                    and lb.dns_name.lower().rstrip(".") == target
-                    and published[:1] == [name]
-                    and any(x.port == 443 and x.protocol == "HTTPS" for x in lb.listeners)
-                ):
-                    out[o.id] = f"127.0.0.1:{self.o.publish_tls_port}"
+            lb = by_dns.get(cdn.alias_target(zones, o.domain))
+            if (
+                lb is not None
+                and published
+                == [lb_container_name(self.o.container_prefix, lb, self.o.name_prefix)]
+                and any(x.port == 443 and x.protocol == "HTTPS" for x in lb.listeners)
+            ):
+                out[o.id] = f"127.0.0.1:{self.o.publish_tls_port}"
         return out
 
     def _web_acl(self, name: str, arn: str) -> cdn.WebAcl | None:

@@ -50,9 +50,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-CONFIG_DIR = "/etc/haproxy/local"
-RUN_DIR = "/run/threetier"
-SOCKET = "admin.sock"
+from . import dataplane_haproxy as hap
+
+# the same paths inside the container as an ALB's (the lb image's)
+CONFIG_DIR = hap.CONFIG_DIR
+RUN_DIR = hap.RUN_DIR
+SOCKET = hap.SOCKET
 
 # AWS's managed cache policies (their ids are the same in every account)
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
@@ -66,7 +69,6 @@ UNCHECKED_SIGNATURE = (
     " SignedHeaders=host, Signature=0"
 )
 
-_STRUCTURE = re.compile(r"^# structure ([0-9a-f]{16})$", re.MULTILINE)
 _S3_DOMAIN = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.-]+)\.s3(\.[a-z0-9-]+)?\.amazonaws\.com$")
 
 
@@ -233,10 +235,7 @@ def alias_target(zones: Mapping[str, list[Mapping[str, Any]]], name: str) -> str
 def pattern_regex(pattern: str) -> str:
     """A cache behaviour's path pattern (* any characters, ? one; the
     leading slash optional) as an anchored regex."""
-    body = "".join(
-        ".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lstrip("/")
-    )
-    return f"^/{body}$"
+    return hap.wildcard_regex("/" + pattern.lstrip("/"))
 
 
 def ssl_min_version(policy: str) -> str:
@@ -271,18 +270,17 @@ def render_config(
     does not resolve answers 502, as CloudFront does); ``web_acl``: the
     distribution's web ACL as the emulator has it (None: none, or not
     readable)."""
-    body = _body(d, certificate, tls_port, http_port, s3_endpoint, custom_origins, web_acl)
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    lines = _config_lines(d, certificate, tls_port, http_port, s3_endpoint, custom_origins, web_acl)
+    body = "\n".join(lines) + "\n"
     return (
         "# threetier local controller: HAProxy standing in for CloudFront\n"
         f"# distribution {d.id}\n"
-        f"# structure {digest}\n\n" + body
+        f"# structure {hap.structure_digest(body)}\n\n" + body
     )
 
 
-def structure_of(text: str) -> str:
-    m = _STRUCTURE.search(text)
-    return m.group(1) if m else ""
+# the digest line is the ALBs' (the controller reloads when it differs)
+structure_of = hap.structure_of
 
 
 def _waf_lines(arn: str, acl: WebAcl | None) -> list[str]:
@@ -307,7 +305,7 @@ def _waf_lines(arn: str, acl: WebAcl | None) -> list[str]:
     return lines
 
 
-def _body(
+def _config_lines(
     d: Distribution,
     certificate: str,
     tls_port: int,
@@ -315,7 +313,7 @@ def _body(
     s3_endpoint: str,
     custom_origins: Mapping[str, str],
     web_acl: WebAcl | None,
-) -> str:
+) -> list[str]:
     origins = {o.id: o for o in d.origins}
     lines = [
         "global",
@@ -439,4 +437,4 @@ def _body(
             f"    stick-table type ipv6 size 100k expire {rule.window}s"
             f" store http_req_rate({rule.window}s)",
         ]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -277,7 +277,7 @@ def render_config(
     to that port names instead."""
     certificates = certificates or {}
     structure = _body(lb, groups, transition_interval, None, certificates, published)
-    digest = hashlib.sha256(structure.encode()).hexdigest()[:16]
+    digest = structure_digest(structure)
     head = (
         "# threetier local controller: HAProxy standing in for the ALB\n"
         f"# {lb.name} ({lb.arn})\n"
@@ -373,6 +373,11 @@ def _body(
         for name, address in (servers or {}).get(group.name, ()):
             lines.append(f"    server {name} {address} {keywords}")
     return "\n".join(lines) + "\n"
+
+
+def structure_digest(structure: str) -> str:
+    """The digest a configuration's first lines carry (``# structure ...``)."""
+    return hashlib.sha256(structure.encode()).hexdigest()[:16]
 
 
 def structure_of(text: str) -> str:
