@@ -33,24 +33,30 @@ export PATH="$here/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$here/ansible.cfg" CONTAINERS_CONF="$here/scripts/containers.conf"
 export ANSIBLE_CALLBACKS_ENABLED="${ANSIBLE_CALLBACKS_ENABLED:-ansible.posix.timer}"
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
-state="$here/.local/fleet"
-log="$state/up.log"
-mkdir -p "$state"
-: >"$log"
-
+# the ports, checked before anything changes (the last run's log too)
 port="${THREETIER_LOCAL_PORT:-8080}"
 tls_port="${THREETIER_LOCAL_TLS_PORT:-8443}"
-for p in "THREETIER_LOCAL_PORT=$port" "THREETIER_LOCAL_TLS_PORT=$tls_port"; do
+cdn_port="${THREETIER_LOCAL_CDN_PORT:-9080}"
+cdn_tls_port="${THREETIER_LOCAL_CDN_TLS_PORT:-9443}"
+seen=" "
+for p in "THREETIER_LOCAL_PORT=$port" "THREETIER_LOCAL_TLS_PORT=$tls_port" \
+    "THREETIER_LOCAL_CDN_PORT=$cdn_port" "THREETIER_LOCAL_CDN_TLS_PORT=$cdn_tls_port"; do
     v=${p#*=}
     if ! [[ "$v" =~ ^[0-9]+$ ]] || [ "$v" -lt 1 ] || [ "$v" -gt 65535 ]; then
         echo "up: ${p%%=*} must be a port number, got '$v'" >&2
         exit 2
     fi
+    if [[ "$seen" == *" $v "* ]]; then
+        echo "up: THREETIER_LOCAL_PORT, THREETIER_LOCAL_TLS_PORT, THREETIER_LOCAL_CDN_PORT and" \
+            "THREETIER_LOCAL_CDN_TLS_PORT must differ (${p%%=*} repeats $v)" >&2
+        exit 2
+    fi
+    seen="$seen$v "
 done
-if [ "$port" = "$tls_port" ]; then
-    echo "up: THREETIER_LOCAL_PORT and THREETIER_LOCAL_TLS_PORT must differ (both $port)" >&2
-    exit 2
-fi
+state="$here/.local/fleet"
+log="$state/up.log"
+mkdir -p "$state"
+: >"$log"
 
 # The run-alone mode of earlier versions (taskboard on the host) is replaced.
 if [ -f "$here/.local/taskboard.pid" ]; then
@@ -112,6 +118,7 @@ fi
 release=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' app/src/taskboard/_version.py)
 step "base image" scripts/build-base-image.sh
 step "AWS emulator and local controller" env THREETIER_LOCAL_PORT="$port" THREETIER_LOCAL_TLS_PORT="$tls_port" \
+    THREETIER_LOCAL_CDN_PORT="$cdn_port" THREETIER_LOCAL_CDN_TLS_PORT="$cdn_tls_port" \
     scripts/moto.sh start
 AWS_ENDPOINT_URL=$(scripts/moto.sh url)
 export AWS_ENDPOINT_URL
